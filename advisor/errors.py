@@ -1,0 +1,29 @@
+"""User-facing errors: one line, names the file and the key or line, exit code 2."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AdviseError(Exception):
+    """An error in the user's input. The CLI prints it as one line and exits with code 2.
+
+    >>> str(AdviseError("bad value", file="task.yaml", where="data.train"))
+    'task.yaml: data.train: bad value'
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | Path | None = None, where: str | int | None = None):
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.where = where
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        parts = []
+        if self.file:
+            parts.append(self.file)
+        if self.where is not None and self.where != "":
+            parts.append(f"line {self.where}" if isinstance(self.where, int) else str(self.where))
+        parts.append(self.message)
+        return ": ".join(parts)

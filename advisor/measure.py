@@ -1,0 +1,89 @@
+"""Turning a candidate's generations into a CandidateResult: quality with CI, latency, cost, memory."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from advisor.metrics import score_all
+from advisor.resources import PeakMemory
+from advisor.results import CandidateResult, Latency, Quality, Tokens
+from advisor.stats import bootstrap_ci, percentile
+
+DEFAULT_HOURLY_USD = {"cpu": 0.10, "cuda": 2.50}  # a 2-vCPU cloud VM; one on-demand data-centre GPU
+
+
+def hourly_price(task, device: str) -> float:
+    if task.constraints.hourly_price_usd is not None:
+        return task.constraints.hourly_price_usd
+    return DEFAULT_HOURLY_USD["cuda" if device.startswith("cuda") else "cpu"]
+
+
+@dataclass
+class CandidateRun:
+    """Everything a baseline hands over to be measured."""
+
+    name: str
+    baseline: str
+    description: str
+    model: object
+    prompts: list[str]
+    answer_one: Callable[[int], object]  # answers eval example i alone (retrieval included)
+    details: dict = field(default_factory=dict)
+    one_off_seconds: float = 0.0
+    extra_seconds: float = 0.0  # batch work outside generation, e.g. retrieval for all queries
+
+
+def measure_candidate(ctx, run: CandidateRun) -> CandidateResult:
+    """Generate for every eval example in batches, score, time single queries, price, save predictions."""
+    from advisor.generation import generate, time_single_queries
+
+    task, records = ctx.task, ctx.splits.eval
+    # One untimed call first: the first generate on a model pays one-off set-up costs that
+    # would otherwise be charged to whichever candidate happens to run first.
+    generate(run.model, ctx.tokenizer, run.prompts[:1], task.generation, batch_size=1)
+    with ctx.progress.task(f"Evaluating {run.name}", total=len(run.prompts)) as advance:
+        with PeakMemory(ctx.device) as mem:
+            gens = generate(run.model, ctx.tokenizer, run.prompts, task.generation, on_batch=advance)
+    refs = [r.output for r in records]
+    scores = score_all(task.metric.name, gens.texts, refs, labels=task.metric.labels, fields=task.metric.fields,
+                       embedder=ctx.embedder if _needs_embedder(task) else None)
+    mean, lo, hi = bootstrap_ci(scores, task.verdict.confidence, task.verdict.bootstrap_samples, task.seed)
+    with ctx.progress.task(f"Timing {run.name} at batch 1", total=task.generation.latency_queries + 1) as advance:
+        def timed(i):
+            run.answer_one(i)
+            advance()
+
+        lat = time_single_queries(timed, list(range(len(records))), task.generation.latency_queries)
+    seconds = gens.seconds + run.extra_seconds
+    qps = len(records) / seconds if seconds > 0 else 0.0
+    price = hourly_price(task, ctx.device)
+    predictions = ctx.run_dir / "predictions" / f"{run.name}.jsonl"
+    write_predictions(predictions, records, gens.texts, scores)
+    return CandidateResult(
+        name=run.name, baseline=run.baseline, description=run.description, details=run.details,
+        quality=Quality(mean=mean, ci_low=lo, ci_high=hi, n=len(scores)), scores=scores,
+        latency=Latency(p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95), mean_ms=float(np.mean(lat)), n=len(lat)),
+        throughput_qps=qps,
+        tokens=Tokens(prompt_mean=float(np.mean(gens.prompt_tokens)), answer_mean=float(np.mean(gens.answer_tokens))),
+        one_off_seconds=run.one_off_seconds, one_off_cost_usd=run.one_off_seconds / 3600 * price,
+        cost_per_1k_usd=(1000 / qps) / 3600 * price if qps else float("inf"),
+        peak_memory_mb=mem.peak_mb, predictions_file=str(predictions.relative_to(ctx.run_dir)),
+    )
+
+
+def _needs_embedder(task) -> bool:
+    from advisor.metrics import METRICS
+
+    return METRICS[task.metric.name].needs_embedder
+
+
+def write_predictions(path: Path, records, predictions: list[str], scores: list[float]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for i, (r, p, s) in enumerate(zip(records, predictions, scores)):
+            f.write(json.dumps({"index": i, "input": r.input, "reference": r.output, "prediction": p, "score": s},
+                               ensure_ascii=False) + "\n")

@@ -1,0 +1,179 @@
+"""results.json: the versioned record of a run. Reports read only this file.
+
+Bump ``SCHEMA_VERSION`` when a field changes meaning or is removed; adding optional fields
+does not need a bump.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from advisor.errors import AdviseError
+
+SCHEMA_VERSION = 1
+SIMPLICITY = {"prompt": 0, "rag": 1, "finetune": 2}  # ties go to the simplest
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Quality(Model):
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+class Latency(Model):
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    n: int
+
+
+class Tokens(Model):
+    prompt_mean: float
+    answer_mean: float
+
+
+class CandidateResult(Model):
+    """One measured candidate: e.g. ``prompt-zero-shot``, ``prompt-few-shot``, ``rag``, ``finetune``."""
+
+    name: str
+    baseline: str = Field(description="prompt, rag or finetune; decides simplicity order")
+    description: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    quality: Quality
+    scores: list[float] = Field(description="per-example scores in eval order")
+    latency: Latency
+    throughput_qps: float = Field(description="queries per second at the eval batch size")
+    tokens: Tokens
+    one_off_seconds: float = Field(0.0, description="measured set-up time: training or indexing")
+    one_off_cost_usd: float = 0.0
+    cost_per_1k_usd: float
+    peak_memory_mb: float
+    predictions_file: str
+
+    @property
+    def simplicity(self) -> int:
+        return SIMPLICITY.get(self.baseline, 9)
+
+
+class Comparison(Model):
+    candidate: str
+    diff_vs_best: float = Field(description="best mean minus this mean")
+    diff_ci_low: float
+    diff_ci_high: float
+    p_value: float = Field(description="one-sided paired bootstrap p that the best is not better")
+    significantly_worse: bool
+    adequate: bool
+    violations: list[str] = Field(default_factory=list)
+    total_cost_usd: float
+
+
+class Verdict(Model):
+    recommendation: str = Field(description="the winning baseline: prompt, rag or finetune")
+    winner: str = Field(description="the winning candidate's name")
+    best_quality: str = Field(description="the candidate with the highest mean quality")
+    finetune_wins: bool
+    headline: str
+    reasons: list[str]
+    cautions: list[str] = Field(default_factory=list)
+    comparisons: list[Comparison]
+    rule: str
+    pilot_config: dict[str, Any] | None = None
+
+
+class Trial(Model):
+    number: int
+    state: str
+    method: str
+    params: dict[str, Any]
+    trainable_params: int | None = None
+    estimated_train_seconds: float | None = None
+    train_seconds: float | None = None
+    train_cost_usd: float | None = None
+    peak_memory_mb: float | None = None
+    latency_p95_ms: float | None = None
+    validation_quality: float | None = None
+    eval_quality: float | None = None
+    steps: int | None = None
+    intermediate: dict[str, float] = Field(default_factory=dict)
+    note: str | None = Field(None, description="why it was pruned or failed")
+    pareto: bool = False
+    trial_seconds: float | None = Field(None, description="wall time of the whole trial: load, train, validate, time")
+    trial_cost_usd: float | None = Field(None, description="trial_seconds priced; counts against tune.budget_usd")
+    validation_ci: list[float] | None = Field(None, description="95% bootstrap CI of validation_quality")
+    settings: dict[str, Any] = Field(default_factory=dict, description="training settings used: micro-batch, ...")
+    adapter_dir: str | None = Field(None, description="saved adapter (or model), relative to the run dir")
+    retry_of: int | None = Field(None, description="the interrupted trial this one repeats")
+    worker: str | None = Field(None, description="host:pid that ran it")
+
+
+class Study(Model):
+    study_name: str
+    storage: str
+    status: str = Field(description="complete or interrupted")
+    sampler: str
+    pruner: str
+    trials: list[Trial]
+    excluded_methods: dict[str, str] = Field(default_factory=dict, description="method -> why excluded")
+    best_trial: int | None = None
+    selection_rule: str = ""
+    importance: dict[str, float] = Field(default_factory=dict)
+    best_adapter_dir: str | None = None
+    best_eval: Quality | None = None
+    objectives: list[str] = Field(default_factory=list, description="what the Pareto front trades off")
+    importance_evaluator: str | None = None
+    stopped_reason: str | None = Field(None, description="why the search stopped: trials, time, money, Ctrl-C")
+    notes: list[str] = Field(default_factory=list)
+    flops_per_second: float | None = Field(None, description="measured matmul speed behind the time estimates")
+
+
+class Results(Model):
+    schema_version: int = SCHEMA_VERSION
+    advise_version: str
+    status: str = Field("complete", description="complete or interrupted")
+    created: str
+    task: dict[str, Any]
+    environment: dict[str, Any]
+    data: dict[str, Any]
+    candidates: list[CandidateResult]
+    verdict: Verdict | None = None
+    study: Study | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    def candidate(self, name: str) -> CandidateResult:
+        return next(c for c in self.candidates if c.name == name)
+
+
+def save_results(results: Results, run_dir: Path) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "results.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(results.model_dump_json(indent=2))
+    tmp.replace(path)  # atomic: a crash never leaves half a results file
+    return path
+
+
+def load_results(run_dir: str | Path) -> Results:
+    run_dir = Path(run_dir)
+    path = run_dir / "results.json" if run_dir.is_dir() else run_dir
+    if not path.exists():
+        raise AdviseError("no results.json here; run `advise run task.yaml` first", file=path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise AdviseError(f"not valid JSON: {e}", file=path) from None
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if version != SCHEMA_VERSION:
+        raise AdviseError(f"schema_version {version!r} is not supported (this advise reads {SCHEMA_VERSION})",
+                          file=path, where="schema_version")
+    try:
+        return Results.model_validate(raw)
+    except Exception as e:
+        raise AdviseError(f"does not match the results schema: {str(e).splitlines()[0]}", file=path) from None

@@ -1,0 +1,180 @@
+"""The bad-input corpus: every mistake a user plausibly makes in a task folder gets one line on
+stderr, ``error: <file>: <key path or line N>: <message>``, exit code 2 and no traceback.
+
+Each folder in tests/bad_inputs/ is one case; tests/bad_inputs/cases.yaml says what the error
+must name. Every case runs through ``advisor.cli.main`` (what the ``advise`` script calls) in a
+copy of its folder. A real ``python -m advisor.cli`` process checks one case per code path
+(YAML, keys, paths, each file reader, splits, corpus) and every ``advise run`` case: one process
+per case for all ~90 cases would cost a minute of CPU on a shared 2-core machine.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+CORPUS = Path(__file__).resolve().parent / "bad_inputs"
+CASES: dict[str, dict] = yaml.safe_load((CORPUS / "cases.yaml").read_text(encoding="utf-8"))
+FOLDERS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+ADVISE = [sys.executable, "-m", "advisor.cli"]
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+CASE_KEYS = {"about", "file", "where", "message", "arg", "command", "chmod", "needs_non_root", "xfail"}
+
+# One case per code path that can print the error line, run as a real process: a stray warning
+# or log line on stderr from any library on that path would break the one-line contract.
+PROCESS_SAMPLE = (
+    "task-file-missing",          # load_task: path checks
+    "yaml-unclosed-bracket",      # YAML parser
+    "unknown-nested-key",         # pydantic validation
+    "train-file-missing",         # data paths
+    "data-non-utf8",              # jsonl reader
+    "json-not-a-list",            # json reader
+    "csv-extra-value",            # csv reader
+    "parquet-not-parquet",        # pyarrow
+    "mixed-formats",              # record formats
+    "eval-too-small",             # splits
+    "corpus-non-utf8",            # corpus
+)
+
+
+def _env() -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "200"}
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _argv(case: dict) -> list[str]:
+    argv = [case.get("command", "validate"), case.get("arg", "task.yaml")]
+    return argv + (["--quiet"] if case.get("command") == "run" else [])
+
+
+def _prepare(name: str, root: Path) -> Path:
+    """A private copy of the case folder (runs write there; chmod must not touch the repo)."""
+    folder = root / name
+    shutil.copytree(CORPUS / name, folder)
+    for rel, mode in CASES[name].get("chmod", {}).items():
+        os.chmod(folder / rel, mode)
+    return folder
+
+
+def _run_process(name: str, root: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    folder = _prepare(name, root)
+    proc = subprocess.run([*ADVISE, *_argv(CASES[name])], cwd=folder, capture_output=True, text=True, env=_env(),
+                          timeout=300)
+    return folder, proc
+
+
+def _marks(name: str) -> list:
+    case = CASES.get(name, {})
+    marks = []
+    if case.get("xfail"):
+        marks.append(pytest.mark.xfail(strict=True, reason=case["xfail"]))
+    if case.get("needs_non_root") and IS_ROOT:
+        marks.append(pytest.mark.skip(reason="root can read files without read permission"))
+    return marks
+
+
+def _in_process_params():
+    return [pytest.param(n, marks=_marks(n), id=n) for n in FOLDERS if CASES.get(n, {}).get("command") != "run"]
+
+
+def _process_params():
+    names = [n for n in FOLDERS if CASES.get(n, {}).get("command") == "run"] + list(PROCESS_SAMPLE)
+    return [pytest.param(n, marks=_marks(n), id=n) for n in names]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def processes(request, tmp_path_factory):
+    """Start the selected process cases in the background (slow `advise run` first) while the
+    in-process cases run; each process test waits for its own."""
+    selected = {item.callspec.params["process_case"] for item in request.session.items
+                if item.module is request.module and "process_case" in getattr(getattr(item, "callspec", None), "params", {})}
+    root = tmp_path_factory.mktemp("bad_input_processes")
+    with ThreadPoolExecutor(2) as pool:
+        futures: dict[str, Future] = {
+            n: pool.submit(_run_process, n, root)
+            for n in sorted(selected & set(CASES), key=lambda n: (CASES[n].get("command") != "run", n))}
+        yield futures
+        for f in futures.values():
+            f.cancel()
+
+
+def _check(case: dict, folder: Path, proc: subprocess.CompletedProcess) -> None:
+    shown = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr + proc.stdout, shown
+    assert proc.returncode == 2, shown
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, shown
+    assert "ok" not in proc.stdout.split(), shown
+    line = lines[0]
+    assert line.startswith("error: "), f"not an error line: {line!r}"
+    file_shown, sep, rest = line[len("error: "):].partition(": ")
+    assert sep, f"no file in {line!r}"
+    wanted = [(folder / f).resolve() for f in _as_list(case["file"])]
+    assert (folder / file_shown).resolve() in wanted, f"names {file_shown!r}, expected {case['file']!r}: {line!r}"
+    message = rest
+    if "where" in case:
+        found = [w for w in _as_list(case["where"]) if rest.startswith(f"{w}: ")]
+        assert found, f"key/line {case['where']!r} not named right after the file: {line!r}"
+        message = rest[len(found[0]) + 2:]
+    assert case["message"].lower() in message.lower(), f"message lacks {case['message']!r}: {line!r}"
+
+
+def test_every_folder_has_a_case_and_every_case_a_folder():
+    assert sorted(set(FOLDERS) - set(CASES)) == [], "case folders without an entry in cases.yaml"
+    assert sorted(set(CASES) - set(FOLDERS)) == [], "cases.yaml entries without a folder"
+    assert set(PROCESS_SAMPLE) <= set(CASES)
+    for name, case in CASES.items():
+        assert {"about", "file", "message"} <= set(case), f"{name}: about, file and message are required"
+        assert not set(case) - CASE_KEYS, f"{name}: unknown keys {sorted(set(case) - CASE_KEYS)} in cases.yaml"
+
+
+@pytest.mark.parametrize("case_name", _in_process_params())
+def test_bad_input_gives_one_line_error(case_name, tmp_path, monkeypatch, capsys):
+    from advisor.cli import main
+
+    assert case_name in CASES, f"tests/bad_inputs/{case_name}/ has no entry in cases.yaml"
+    folder = _prepare(case_name, tmp_path)
+    monkeypatch.chdir(folder)
+    argv = _argv(CASES[case_name])
+    try:
+        code, tb = main(argv), ""
+    except BaseException:  # what a user would see as a traceback
+        code, tb = 1, traceback.format_exc()
+    out, err = capsys.readouterr()
+    _check(CASES[case_name], folder, subprocess.CompletedProcess(argv, code, out, err + tb))
+
+
+@pytest.mark.parametrize("process_case", _process_params())
+def test_bad_input_through_a_real_process(process_case, processes):
+    folder, proc = processes[process_case].result()
+    _check(CASES[process_case], folder, proc)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    folder = _prepare("yaml-unclosed-bracket", tmp_path)
+    proc = subprocess.run([*ADVISE, "--debug", "validate", "task.yaml"], cwd=folder, capture_output=True,
+                          text=True, env=_env(), timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr
+    assert "AdviseError" in proc.stderr and "malformed YAML" in proc.stderr
+
+
+def test_a_scaffolded_task_validates(tmp_path):
+    init = subprocess.run([*ADVISE, "init", "my-task"], cwd=tmp_path, capture_output=True, text=True, env=_env(),
+                          timeout=120)
+    assert init.returncode == 0, init.stderr
+    proc = subprocess.run([*ADVISE, "validate", "my-task/task.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                          env=_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert len(proc.stdout.splitlines()) == 1 and " ok " in proc.stdout, proc.stdout

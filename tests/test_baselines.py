@@ -1,0 +1,86 @@
+"""Each baseline for real on the tiny model: real FAISS, real sentence-transformers, real TRL steps."""
+import json
+
+import pytest
+
+from advisor.config import load_task
+from advisor.data import load_corpus, load_splits
+from baselines.base import BASELINES, ORDER, RunContext, load_all
+from conftest import write_task
+
+
+def make_ctx(tiny, path):
+    model, tok = tiny
+    task = load_task(path)
+    return RunContext(task=task, splits=load_splits(task), corpus=load_corpus(task), model=model, tokenizer=tok,
+                      device="cpu", run_dir=task.run_dir)
+
+
+def test_registry_holds_every_baseline_in_order():
+    load_all()
+    assert set(BASELINES) == set(ORDER)
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_baseline_measures_every_eval_example(tiny, tmp_path, name):
+    ctx = make_ctx(tiny, write_task(tmp_path / "t"))
+    out = load_all()[name](ctx)
+    assert out and all(c.baseline == name for c in out)
+    for c in out:
+        assert len(c.scores) == len(ctx.splits.eval) == c.quality.n
+        assert c.quality.ci_low <= c.quality.mean <= c.quality.ci_high
+        assert c.latency.n == ctx.task.generation.latency_queries and c.latency.p50_ms > 0
+        assert c.throughput_qps > 0 and c.cost_per_1k_usd > 0 and c.peak_memory_mb > 0
+        lines = (ctx.run_dir / c.predictions_file).read_text().splitlines()
+        assert len(lines) == len(ctx.splits.eval)
+        assert set(json.loads(lines[0])) == {"index", "input", "reference", "prediction", "score"}
+    if name == "prompt":
+        assert [c.name for c in out] == ["prompt-zero-shot", "prompt-few-shot"]
+
+
+def test_rag_index_is_reused_while_corpus_is_unchanged(tiny, tmp_path):
+    path = write_task(tmp_path / "t")
+    first = load_all()["rag"](make_ctx(tiny, path))[0]
+    second = load_all()["rag"](make_ctx(tiny, path))[0]
+    assert first.details["kind"] == "corpus" and not first.details["index_reused"]
+    assert second.details["index_reused"] and second.one_off_seconds == 0
+    (tmp_path / "t/docs/extra.md").write_text("Part 999 carries the code P-999.")
+    third = load_all()["rag"](make_ctx(tiny, path))[0]
+    assert not third.details["index_reused"] and third.details["items_indexed"] > first.details["items_indexed"]
+
+
+def test_rag_without_corpus_retrieves_training_examples(tiny, tmp_path):
+    ctx = make_ctx(tiny, write_task(tmp_path / "t", corpus=False))
+    c = load_all()["rag"](ctx)[0]
+    assert c.details["kind"] == "retrieval-few-shot" and c.details["items_indexed"] == len(ctx.splits.train)
+    assert all(src.startswith("train:") for hits in ctx.extras["rag_hits"] for src in hits)
+
+
+def test_chunks_overlap_and_respect_the_token_size():
+    from transformers import AutoTokenizer
+
+    from advisor.data import Document
+    from advisor.models import bundled_embedder_dir
+    from baselines.rag import chunk_documents
+
+    tok = AutoTokenizer.from_pretrained(bundled_embedder_dir())
+    text = " ".join(f"word{i}" for i in range(300))
+    chunks = chunk_documents([Document("d.md", text)], tok, chunk_tokens=40, overlap=10)
+    assert len(chunks) > 5
+    for c in chunks:
+        assert len(tok(c.text, add_special_tokens=False)["input_ids"]) <= 40
+    assert chunks[0].text.split()[-1] in chunks[1].text  # neighbours share tokens
+
+
+def test_pilot_adapter_is_saved_in_peft_format(tiny, tmp_path):
+    from peft import PeftModel
+
+    from advisor.models import load_model, resolve_model
+
+    ctx = make_ctx(tiny, write_task(tmp_path / "t"))
+    c = load_all()["finetune"](ctx)[0]
+    assert c.details["steps"] == 3 and c.one_off_seconds > 0 and c.one_off_cost_usd > 0
+    assert c.details["trainable_params"] < c.details["total_params"]
+    adapter = ctx.run_dir / c.details["adapter_dir"]
+    model = PeftModel.from_pretrained(load_model(resolve_model("tiny-random")), adapter)
+    assert any("lora" in n for n, _ in model.named_parameters())

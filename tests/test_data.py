@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from advisor.config import load_task
+from advisor.data import Record, detect_format, load_records, load_splits
+from advisor.errors import AdviseError
+from conftest import write_jsonl, write_task
+
+ROWS = {
+    "alpaca": {"instruction": "Translate", "input": "chat", "output": "cat"},
+    "sharegpt": {"conversations": [{"from": "system", "value": "be brief"}, {"from": "human", "value": "hi"},
+                                    {"from": "gpt", "value": "hello"}]},
+    "messages": {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]},
+    "prompt_completion": {"prompt": "Capital of France?", "completion": "Paris"},
+    "question_answer": {"question": "Capital of Italy?", "answer": "Rome"},
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(ROWS))
+def test_every_format_is_detected_and_converted(tmp_path, fmt):
+    path = write_jsonl(tmp_path / "d.jsonl", [ROWS[fmt]] * 3)
+    records, detected = load_records(path)
+    assert detected == fmt and len(records) == 3
+    r = records[0]
+    assert r.input and r.output
+    if fmt == "alpaca":
+        assert r.input == "Translate\n\nchat" and r.output == "cat"
+    if fmt == "sharegpt":
+        assert (r.system, r.input, r.output) == ("be brief", "hi", "hello")
+
+
+def test_column_mapping_csv_and_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from advisor.config import ColumnMapping
+
+    csv = tmp_path / "d.csv"
+    csv.write_text("text,label\nrefund please,billing\nserver down,ops\n")
+    records, fmt = load_records(csv, columns=ColumnMapping(input="text", output="label"))
+    assert fmt == "columns" and [r.output for r in records] == ["billing", "ops"]
+    pq.write_table(pa.table({"question": ["a?", "b?"], "answer": ["A", "B"]}), tmp_path / "d.parquet")
+    records, fmt = load_records(tmp_path / "d.parquet")
+    assert fmt == "question_answer" and records[1].output == "B"
+
+
+def test_mixed_formats_are_rejected_with_the_line(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [ROWS["alpaca"], ROWS["alpaca"], ROWS["question_answer"]])
+    with pytest.raises(AdviseError) as err:
+        load_records(path)
+    assert "line 3" in str(err.value) and "mixed formats" in str(err.value)
+
+
+def test_single_file_split_is_seeded_and_leakage_is_reported(tmp_path):
+    rows = [{"question": f"q{i}", "answer": f"a{i}"} for i in range(40)]
+    write_jsonl(tmp_path / "all.jsonl", rows)
+    (tmp_path / "task.yaml").write_text("name: s\ndata: {file: all.jsonl, eval_fraction: 0.25}\n")
+    a = load_splits(load_task(tmp_path / "task.yaml"))
+    b = load_splits(load_task(tmp_path / "task.yaml"))
+    assert [r.input for r in a.eval] == [r.input for r in b.eval]
+    assert len(a.eval) == 10 and len(a.train) + len(a.validation) == 30
+    assert not {r.key() for r in a.train} & {r.key() for r in a.eval}
+    assert a.stats["leakage"]["train_eval_duplicates"] == 0
+
+    path = write_task(tmp_path / "leaky", train=[{"question": "same?", "answer": "yes"}] * 3 +
+                      [{"question": f"t{i}", "answer": "x"} for i in range(10)],
+                      eval_rows=[{"question": "same?", "answer": "yes"}] + [{"question": f"e{i}", "answer": "y"} for i in range(6)])
+    stats = load_splits(load_task(path)).stats
+    assert stats["leakage"]["train_eval_duplicates"] == 3
+
+
+def test_record_key_ignores_surrounding_whitespace():
+    assert Record(" a", "b ").key() == Record("a", "b").key()
+
+
+def test_detect_format_unknown():
+    assert detect_format({"foo": 1}) is None

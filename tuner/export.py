@@ -1,0 +1,62 @@
+"""`advise export`: the recommended trial as a PEFT adapter, or merged into a full model.
+
+The adapter is in standard PEFT format::
+
+    from peft import PeftModel
+    model = PeftModel.from_pretrained(base_model, "out/")
+
+With ``--merge`` the adapter is folded into the base weights (``merge_and_unload``) and the
+result saved with ``save_pretrained`` next to the tokenizer, so
+``AutoModelForCausalLM.from_pretrained("out/")`` loads it without PEFT. Prompt, prefix and
+P-tuning add virtual tokens rather than weight updates and cannot be merged.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from advisor.errors import AdviseError
+
+
+def best_dir(run_dir: Path) -> Path:
+    """The recommended trial's saved adapter in a run directory."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AdviseError("not a run directory", file=run_dir)
+    path = run_dir / "adapters" / "best"
+    results = run_dir / "results.json"
+    if results.exists():
+        from advisor.results import load_results
+
+        study = load_results(run_dir).study
+        if study is not None and study.best_adapter_dir:
+            path = run_dir / study.best_adapter_dir
+    if not (path / "advise_trial.json").exists():
+        raise AdviseError("no tuned adapter here; run `advise tune task.yaml` first (or wait for a trial to finish)",
+                          file=run_dir)
+    return path
+
+
+def export_best(run_dir: str | Path, out: str | Path, merge: bool = False) -> Path:
+    """Write the best trial to ``out``: the adapter, or with ``merge`` a full model; returns ``out``."""
+    source = best_dir(Path(run_dir))
+    out = Path(out)
+    meta = json.loads((source / "advise_trial.json").read_text())
+    if out.exists() and any(out.iterdir()):
+        raise AdviseError("already exists and is not empty; choose another --out", file=out)
+    if not merge or meta["full_model"]:  # a full model is already merged
+        shutil.copytree(source, out, dirs_exist_ok=True)
+        return out
+    if not meta["mergeable"]:
+        raise AdviseError(f"a {meta['method']} adapter adds virtual tokens, not weight updates, so it cannot be "
+                          "merged; export it without --merge and load it with PeftModel.from_pretrained")
+    from tuner.study import load_trained
+
+    model, tokenizer = load_trained(source, device="cpu")
+    merged = model.merge_and_unload()
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "advise_trial.json").write_text(json.dumps({**meta, "merged": True}, indent=2))
+    return out

@@ -1,0 +1,216 @@
+"""The search space: one define-by-run function across every method family.
+
+The first choice is the method; each method then samples only its own hyperparameters
+(rank and alpha for the LoRA family, the number of virtual tokens for prompt tuning, ...),
+named ``<method>.<name>`` in Optuna so that the grouped multivariate TPE models each
+method's parameters on their own. The shared parameters (epochs, effective batch size,
+warmup, weight decay) keep their plain names.
+
+Ranges come from the method registry and can be narrowed or widened in task.yaml::
+
+    tune:
+      search:
+        learning_rate: {low: 1.0e-4, high: 3.0e-3}   # every method that takes it
+        lora.rank: {choices: [8, 16]}                # one method only
+        target_modules: {choices: [all-linear]}
+
+>>> from optuna.trial import FixedTrial
+>>> from tuner.methods import METHODS
+>>> space = SearchSpace([METHODS["ia3"]])
+>>> space.suggest(FixedTrial({"method": "ia3", "ia3.learning_rate": 3e-3, "ia3.target_modules": "attention",
+...     "epochs": 2.0, "batch_size": 8, "warmup_ratio": 0.0, "weight_decay": 0.0}))["target_modules"]
+'attention'
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One searchable value: a float or int range (optionally log scale) or a set of choices."""
+
+    name: str
+    kind: str  # "float", "int" or "categorical"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple = ()
+    help: str = ""
+
+    def __post_init__(self):
+        if self.kind not in ("float", "int", "categorical"):
+            raise ValueError(f"{self.name}: unknown kind {self.kind!r}")
+        if self.kind == "categorical":
+            if not self.choices:
+                raise ValueError(f"{self.name}: a categorical hyperparameter needs choices")
+        elif not self.choices:
+            if self.low is None or self.high is None or self.low > self.high:
+                raise ValueError(f"{self.name}: needs low <= high")
+            if self.log and self.low <= 0:
+                raise ValueError(f"{self.name}: a log-scale range must be positive")
+
+    def overridden(self, override) -> "Hyperparameter":
+        """This hyperparameter with a user's ``tune.search`` override applied (already validated)."""
+        if override is None:
+            return self
+        if override.choices is not None:
+            return replace(self, choices=tuple(override.choices))
+        low = self.low if override.low is None else override.low
+        high = self.high if override.high is None else override.high
+        if self.kind == "int":
+            low, high = int(low), int(high)
+        log = self.log and low > 0
+        if low > high:  # one bound given, the other a default on the wrong side of it
+            low, high = (high, high) if override.high is not None else (low, low)
+        return replace(self, low=low, high=high, log=log)
+
+    def suggest(self, trial, key: str) -> Any:
+        if self.choices:
+            return trial.suggest_categorical(key, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(key, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(key, float(self.low), float(self.high), log=self.log)
+
+    def check_override(self, override) -> str | None:
+        """Why ``override`` does not fit this hyperparameter, or None if it does."""
+        if override.choices is not None:
+            if not override.choices:
+                return "choices must not be empty"
+            if self.kind == "categorical":
+                unknown = [c for c in override.choices if c not in self.choices]
+                if unknown:
+                    return f"unknown choice {unknown[0]!r}; choose from {', '.join(map(str, self.choices))}"
+            else:
+                for c in override.choices:
+                    if isinstance(c, bool) or not isinstance(c, (int, float)):
+                        return f"choices must be numbers, got {c!r}"
+                    if self.kind == "int" and c != int(c):
+                        return f"choices must be whole numbers, got {c!r}"
+            return None
+        if self.kind == "categorical":
+            return "takes `choices`, not low/high"
+        for bound in ("low", "high"):
+            value = getattr(override, bound)
+            if value is None:
+                continue
+            if self.kind == "int" and value != int(value):
+                return f"{bound} must be a whole number, got {value!r}"
+            if self.log and value <= 0:
+                return f"{bound} must be positive (log scale), got {value!r}"
+            if value < 0:
+                return f"{bound} must not be negative, got {value!r}"
+        if override.low is not None and override.high is not None and override.low > override.high:
+            return f"low ({override.low:g}) is above high ({override.high:g})"
+        return None
+
+
+# Shared by every method; plain names in Optuna.
+SHARED = (
+    Hyperparameter("epochs", "float", 1.0, 4.0, help="passes over train (capped by tune.max_steps)"),
+    Hyperparameter("batch_size", "int", 4, 32, log=True,
+                   help="effective batch size; above tune.micro_batch_size it uses gradient accumulation"),
+    Hyperparameter("warmup_ratio", "float", 0.0, 0.2, help="share of steps with a linear warm-up"),
+    Hyperparameter("weight_decay", "float", 0.0, 0.1, help="AdamW weight decay"),
+)
+
+# Method-specific defaults; a method may replace a range (VeRA's rank, each family's learning rate).
+CATALOGUE = {hp.name: hp for hp in (
+    Hyperparameter("learning_rate", "float", 1e-4, 1e-2, log=True, help="peak learning rate (range per method)"),
+    Hyperparameter("rank", "int", 4, 64, log=True, help="rank of the low-rank update"),
+    Hyperparameter("alpha", "int", 4, 128, log=True, help="scaling numerator (LoRA: alpha / rank)"),
+    Hyperparameter("dropout", "float", 0.0, 0.2, help="dropout on the adapter's input"),
+    Hyperparameter("target_modules", "categorical", choices=("attention", "all-linear"),
+                   help="adapt the attention projections only, or every linear layer"),
+    Hyperparameter("num_virtual_tokens", "int", 4, 64, log=True, help="trainable virtual tokens"),
+    Hyperparameter("block_size", "categorical", choices=(16, 32, 64), help="OFT block size"),
+    Hyperparameter("encoder_hidden_size", "categorical", choices=(64, 128, 256), help="P-tuning encoder width"),
+)}
+
+HYPERPARAMETERS = tuple(CATALOGUE) + tuple(hp.name for hp in SHARED)
+
+
+def check_search_key(key: str, override) -> str | None:
+    """Why a ``tune.search`` entry is wrong, or None. Keys are ``name`` or ``method.name``."""
+    from tuner.methods import METHODS
+
+    if "." in key:
+        method_name, name = key.split(".", 1)
+        if method_name not in METHODS:
+            return f"unknown method {method_name!r} in {key!r}; choose one of {', '.join(METHODS)}"
+        method = METHODS[method_name]
+        spec = {hp.name: hp for hp in method.hyperparameters}.get(name)
+        if spec is None:
+            takes = ", ".join(hp.name for hp in method.hyperparameters)
+            return f"method {method_name!r} has no hyperparameter {name!r}; it takes {takes}"
+        return spec.check_override(override)
+    specs = [hp for hp in SHARED if hp.name == key] or [
+        hp for m in METHODS.values() for hp in m.hyperparameters if hp.name == key]
+    if not specs:
+        return f"unknown hyperparameter {key!r}; choose one of {', '.join(HYPERPARAMETERS)} (or method.name)"
+    for spec in specs:
+        problem = spec.check_override(override)
+        if problem:
+            return problem
+    return None
+
+
+class SearchSpace:
+    """The define-by-run space over ``methods`` with the user's overrides applied.
+
+    ``suggest(trial)`` returns clean parameters: ``{"method": "lora", "rank": 8, ...,
+    "epochs": 2.0, ...}``; ``optuna_params(clean)`` turns such a dict back into Optuna's
+    names (used to enqueue the pilot and retried trials).
+    """
+
+    def __init__(self, methods, overrides: dict | None = None):
+        if not methods:
+            raise ValueError("the search space needs at least one method")
+        self.methods = {m.name: m for m in methods}
+        self.overrides = dict(overrides or {})
+
+    def spec(self, method_name: str | None, hp: Hyperparameter) -> Hyperparameter:
+        spec = hp.overridden(self.overrides.get(hp.name))
+        if method_name is not None:
+            spec = spec.overridden(self.overrides.get(f"{method_name}.{hp.name}"))
+        return spec
+
+    def suggest(self, trial) -> dict:
+        name = trial.suggest_categorical("method", list(self.methods))
+        params: dict[str, Any] = {"method": name}
+        for hp in self.methods[name].hyperparameters:
+            params[hp.name] = self.spec(name, hp).suggest(trial, f"{name}.{hp.name}")
+        for hp in SHARED:
+            params[hp.name] = self.spec(None, hp).suggest(trial, hp.name)
+        return params
+
+    def optuna_params(self, clean: dict) -> dict:
+        """Clean parameters → Optuna's names; missing ones are left for the sampler."""
+        name = clean["method"]
+        out = {"method": name}
+        for hp in self.methods[name].hyperparameters:
+            if hp.name in clean:
+                out[f"{name}.{hp.name}"] = clean[hp.name]
+        for hp in SHARED:
+            if hp.name in clean:
+                out[hp.name] = clean[hp.name]
+        return out
+
+
+def clean_params(optuna_params: dict) -> dict:
+    """Optuna's names (``lora.rank``) → the clean names shown in results (``rank``)."""
+    return {k.split(".", 1)[1] if "." in k else k: v for k, v in optuna_params.items()}
+
+
+def micro_batches(batch_size: int, max_micro: int) -> tuple[int, int]:
+    """(micro-batch, gradient accumulation) for an effective batch size.
+
+    >>> micro_batches(32, 8)
+    (8, 4)
+    >>> micro_batches(6, 8)
+    (6, 1)
+    """
+    accum = max(1, math.ceil(batch_size / max_micro))
+    return math.ceil(batch_size / accum), accum
