@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from advisor.config import load_task
 from conftest import REPO
 from test_cli import advise
 
@@ -21,9 +22,7 @@ def test_example_reaches_its_verdict(tmp_path, name):
     shutil.copytree(REPO / "examples" / name, folder, ignore=shutil.ignore_patterns("runs"))
     r = advise("run", folder / "task.yaml", "--quiet", "--no-tune", timeout=3000)
     assert r.returncode == 0, r.stderr[-3000:]
-    task_name = next(line.split(":", 1)[1].strip() for line in (folder / "task.yaml").read_text().splitlines()
-                     if line.startswith("name:"))
-    results = json.loads((folder / "runs" / task_name / "results.json").read_text())
+    results = json.loads((load_task(folder / "task.yaml").run_dir / "results.json").read_text())
     verdict = results["verdict"]
     cands = {c["name"]: c for c in results["candidates"]}
     cmp = {c["candidate"]: c for c in verdict["comparisons"]}

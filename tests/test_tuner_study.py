@@ -161,8 +161,8 @@ def test_resume_after_kill_9_keeps_finished_trials_and_retries_the_interrupted_o
     task_file = write_task(tmp_path, tune="""\
       methods: [lora]
       n_trials: 2
-      max_steps: 6
-      eval_every: 6
+      max_steps: 40
+      eval_every: 40
       max_seq_length: 48
       latency_queries: 1
       heartbeat_s: 1
@@ -179,13 +179,12 @@ def test_resume_after_kill_9_keeps_finished_trials_and_retries_the_interrupted_o
         deadline = time.time() + 240
         while time.time() < deadline:  # wait until trial 0 is done and trial 1 is training
             states = _states(db)
-            if states[:1] == ["COMPLETE"] and len(states) == 2 and states[1] == "RUNNING":
+            if states[:1] == ["COMPLETE"] and len(states) == 2 and states[1] == "RUNNING" and _heartbeats(db) >= 2:
                 break
             assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
-            time.sleep(0.5)
+            time.sleep(0.1)
         else:
             pytest.fail(f"trial 1 never started: {_states(db)}")
-        time.sleep(2)
         before = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials[0]
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
@@ -216,6 +215,14 @@ def test_resume_after_kill_9_keeps_finished_trials_and_retries_the_interrupted_o
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
+
+
+def _heartbeats(db: Path) -> int:
+    """Trials whose heartbeat is recorded: only those can be found stale after a kill."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT COUNT(DISTINCT trial_id) FROM trial_heartbeats").fetchone()[0]
 
 
 def _states(db: Path) -> list[str]:
