@@ -46,37 +46,98 @@ def _generate_kwargs(tokenizer, gen) -> dict:
     return kwargs
 
 
+# Below this many shared tokens, running the prefix once saves less than copying its cache costs.
+MIN_SHARED_PREFIX = 8
+
+
 def generate(model, tokenizer, prompts: list[str], gen, batch_size: int | None = None, on_batch=None) -> Generations:
     """Generate answers for ``prompts`` in batches (left padding, KV cache).
 
     Prompts are sorted by length so each batch pads little; results come back in input order.
-    ``on_batch(n)`` is called after each batch with the number of prompts done in it.
+    The tokens every prompt starts with (system prompt, demonstrations, chat header) are run
+    through the model once and their KV cache is reused by every batch; each row is then
+    ``prefix + pads + own suffix`` with the pads masked out, so it attends to exactly what the
+    unpadded prompt would (bench/bench_generation.py checks the answers match one-at-a-time
+    ``generate``). ``on_batch(n)`` is called after each batch with the number of prompts done in it.
     """
     import torch
 
     batch_size = batch_size or gen.batch_size
     tokenizer.padding_side = "left"
-    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    lengths = [len(x) for x in ids]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     texts: list[str] = [""] * len(prompts)
     answer_tokens = [0] * len(prompts)
     device = next(model.parameters()).device
     kwargs = _generate_kwargs(tokenizer, gen)
+    plain = _can_reuse_cache(model)
+    n_prefix = shared_prefix_length(ids) if len(ids) > 1 and plain else 0
+    pad = tokenizer.pad_token_id
     start = time.perf_counter()
     with torch.inference_mode():
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)
-            out = model.generate(**enc, **kwargs)
-            new = out[:, enc["input_ids"].shape[1]:]
+        prefix_cache = _prefill(model, ids[0][:n_prefix], device) if n_prefix else None
+        for idx in _batches(order, lengths, batch_size, pad_free=not plain):
+            width = max(lengths[i] for i in idx) - n_prefix
+            rows = [ids[i][n_prefix:] for i in idx]
+            input_ids = torch.tensor([ids[i][:n_prefix] + [pad] * (width - len(r)) + r for i, r in zip(idx, rows)],
+                                     device=device)
+            mask = torch.tensor([[1] * n_prefix + [0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+            extra = {}
+            if prefix_cache is not None:
+                import copy
+
+                extra["past_key_values"] = cache = copy.deepcopy(prefix_cache)
+                cache.batch_repeat_interleave(len(idx))
+            out = model.generate(input_ids=input_ids, attention_mask=mask, **kwargs, **extra)
+            new = out[:, input_ids.shape[1]:]
             for row, i in enumerate(idx):
-                ids = _strip_after_eos(new[row].tolist(), tokenizer)
-                answer_tokens[i] = len(ids)
-                texts[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
+                toks = _strip_after_eos(new[row].tolist(), tokenizer)
+                answer_tokens[i] = len(toks)
+                texts[i] = tokenizer.decode(toks, skip_special_tokens=True).strip()
             if on_batch:
                 on_batch(len(idx))
     return Generations(texts, lengths, answer_tokens, time.perf_counter() - start)
+
+
+def _batches(order: list[int], lengths: list[int], batch_size: int, pad_free: bool) -> list[list[int]]:
+    """Consecutive slices of ``order``; with ``pad_free`` only prompts of one length share a batch.
+    PEFT's prompt learning ignores position ids, so a left-padded row would see shifted positions
+    and answer differently than it does alone."""
+    if not pad_free:
+        return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+    out: list[list[int]] = []
+    for i in order:
+        if out and len(out[-1]) < batch_size and lengths[out[-1][0]] == lengths[i]:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def shared_prefix_length(ids: list[list[int]]) -> int:
+    """Tokens all prompts share at the start, leaving every prompt at least one token of its own
+    (generation needs one uncached input token); 0 when too short to be worth caching."""
+    import os
+
+    n = min(len(os.path.commonprefix(ids)), min(map(len, ids)) - 1)
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def _can_reuse_cache(model) -> bool:
+    """Prompt tuning, prefix tuning and P-tuning put their own virtual tokens or key/values in
+    front of the prompt inside ``generate``; a precomputed cache would skip them."""
+    config = getattr(model, "active_peft_config", None)
+    return not (config is not None and getattr(config, "is_prompt_learning", False))
+
+
+def _prefill(model, prefix: list[int], device):
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    model(input_ids=torch.tensor([prefix], device=device), past_key_values=cache, use_cache=True)
+    return cache
 
 
 def _strip_after_eos(ids: list[int], tokenizer) -> list[int]:

@@ -6,7 +6,7 @@ index or adapter) and nothing is written into the repository. Stage times come f
 command measured here, so ``unaccounted`` (process start, imports, rendering the report) and
 the share of each stage are reported too.
 
-Default task: ``examples/ticket-routing/task.yaml`` when it exists, else the scaffold written
+Default task: ``examples/manual-qa/task.yaml`` (the README demo) when it exists, else the scaffold written
 by ``advise init``.
 
     python bench/bench_demo.py [--task path/to/task.yaml] [--no-tune]
@@ -25,7 +25,7 @@ from pathlib import Path
 from common import ROOT, machine_line, print_table, quiet_libraries, write_result
 
 NAME = "demo"
-DEFAULT_TASK = ROOT / "examples" / "ticket-routing" / "task.yaml"
+DEFAULT_TASK = ROOT / "examples" / "manual-qa" / "task.yaml"  # what scripts/demo.sh runs
 
 
 def advise_cmd() -> list[str]:

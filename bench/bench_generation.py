@@ -42,59 +42,19 @@ def hf_single(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
     return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
-def prefix_cached_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
-    """The fix under test (``--with-fix``), not product code: like ``advisor.generation.generate`` but the
-    token prefix every prompt shares (system prompt + chat header) is run through the model once and its
-    KV cache reused by every batch. Each row is ``prefix + pads + own suffix`` with the pads masked out,
-    so positions and attention match the unpadded prompt."""
-    import copy
-    import os
-
-    import torch
-    from transformers import DynamicCache
-
-    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    n_prefix = min(len(os.path.commonprefix(ids)), min(map(len, ids)) - 1)
-    prefix = ids[0][:n_prefix]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    texts = [""] * len(ids)
-    pad = tokenizer.pad_token_id
-    stops = {tokenizer.eos_token_id, pad}
-    with torch.inference_mode():
-        cache = DynamicCache(config=model.config)
-        model(input_ids=torch.tensor([prefix]), past_key_values=cache, use_cache=True)
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            suffixes = [ids[i][n_prefix:] for i in idx]
-            width = max(map(len, suffixes))
-            input_ids = torch.tensor([prefix + [pad] * (width - len(s)) + s for s in suffixes])
-            mask = torch.tensor([[1] * n_prefix + [0] * (width - len(s)) + [1] * len(s) for s in suffixes])
-            batch_cache = copy.deepcopy(cache)
-            batch_cache.batch_repeat_interleave(len(idx))
-            out = model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=batch_cache,
-                                 max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
-            for row, i in enumerate(idx):
-                new = out[row, input_ids.shape[1]:].tolist()
-                cut = next((n for n, t in enumerate(new) if t in stops), len(new))
-                texts[i] = tokenizer.decode(new[:cut], skip_special_tokens=True).strip()
-    return texts
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--with-fix", action="store_true",
-                    help="also time batched generation with a shared-prefix KV cache (the proposed product change)")
     ap.add_argument("--tag", default="", help="write bench/results/generation-<tag>.json instead")
     args = ap.parse_args(argv)
     quiet_libraries()
     import torch
 
     from advisor.config import GenerationConfig
-    from advisor.generation import build_messages, generate, render_prompt
+    from advisor.generation import build_messages, generate, render_prompt, shared_prefix_length
     from advisor.models import load_model, load_tokenizer, resolve_model
 
     source = resolve_model("default")
@@ -108,18 +68,13 @@ def main(argv=None) -> dict:
     generate(model, tokenizer, prompts[:2], gen, batch_size=2)  # warm-up
     hf_single(model, tokenizer, prompts[0], args.max_new_tokens)
 
-    batched_s, ref_s, single_ms, ref_ms, fixed_s = [], [], [], [], []
-    fixed_texts = None
+    batched_s, ref_s, single_ms, ref_ms = [], [], [], []
     batched_texts = single_texts = ref_texts = None
     answer_tokens = None
     for rep in range(args.reps):
         g = generate(model, tokenizer, prompts, gen, batch_size=args.batch_size)
         batched_s.append(g.seconds)
         batched_texts, answer_tokens = g.texts, g.answer_tokens
-        if args.with_fix:
-            t0 = time.perf_counter()
-            fixed_texts = prefix_cached_generate(model, tokenizer, prompts, args.max_new_tokens, args.batch_size)
-            fixed_s.append(time.perf_counter() - t0)
         total_ref = 0.0
         single_texts, ref_texts = [], []
         for p in prompts:
@@ -133,8 +88,7 @@ def main(argv=None) -> dict:
             ref_ms.append(dt * 1000)
             total_ref += dt
         ref_s.append(total_ref)
-        print(f"  rep {rep + 1}: batched {g.seconds:.1f} s, one-at-a-time reference {total_ref:.1f} s"
-              + (f", batched with prefix cache {fixed_s[-1]:.1f} s" if fixed_s else ""))
+        print(f"  rep {rep + 1}: batched {g.seconds:.1f} s, one-at-a-time reference {total_ref:.1f} s")
 
     n = len(prompts)
     ours_qps, ref_qps = n / median(batched_s), n / median(ref_s)
@@ -161,23 +115,14 @@ def main(argv=None) -> dict:
         "prompt_tokens_mean": sum(prompt_tokens) / n,
         "prompt_tokens_min": min(prompt_tokens),
         "prompt_tokens_max": max(prompt_tokens),
+        "shared_prefix_tokens": shared_prefix_length(
+            [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]),
     }
-    if fixed_s:
-        ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        import os
-
-        figures.update({
-            "with_fix_prompts_per_s": n / median(fixed_s),
-            "with_fix_ratio": median(ref_s) / median(fixed_s),
-            "with_fix_speedup_over_ours": median(batched_s) / median(fixed_s),
-            "with_fix_agreement_vs_single": sum(a == b for a, b in zip(fixed_texts, ref_texts)) / n,
-            "shared_prefix_tokens": len(os.path.commonprefix(ids)),
-        })
     params = {"model": "bundled SmolLM2-135M-Instruct", "dtype": "float32", "device": "cpu",
               "prompts": n, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
               "decoding": "greedy", "reps": args.reps, "torch_threads": torch.get_num_threads()}
     write_result(NAME + (f"-{args.tag}" if args.tag else ""), figures=figures, parameters=params, target={"throughput_ratio_min": TARGET},
-                 raw={"batched_seconds": batched_s, "reference_seconds": ref_s, "with_fix_seconds": fixed_s,
+                 raw={"batched_seconds": batched_s, "reference_seconds": ref_s, 
                       "disagreements": disagreements,
                       "sample_outputs": batched_texts[:5]})
     print(f"\ngeneration — {machine_line()}")
@@ -191,9 +136,8 @@ def main(argv=None) -> dict:
         ("answers agree batched vs single", f"{agree_batched:.0%}"),
         ("answers agree batch-1 vs single", f"{agree_single:.0%}"),
         ("answer tokens mean / max", f"{sum(answer_tokens) / n:.1f} / {max(answer_tokens)}"),
-    ] + ([("with shared-prefix cache prompts/s", figures["with_fix_prompts_per_s"]),
-          ("ratio with the fix", figures["with_fix_ratio"]),
-          ("fix agrees with single", f"{figures['with_fix_agreement_vs_single']:.0%}")] if fixed_s else []))
+        ("shared prefix cached once (tokens)", figures["shared_prefix_tokens"]),
+    ])
     return {"name": NAME, "headline": f"{ratio:.2f}× one-at-a-time ({ours_qps:.2f} vs {ref_qps:.2f} prompts/s); "
                                       f"p50/p95 {percentile(single_ms, 50):.0f}/{percentile(single_ms, 95):.0f} ms",
             "target": f"≥ {TARGET}×", "status": verdict(ratio, TARGET)}
