@@ -119,7 +119,8 @@ class RagBaselineConfig(Section):
     chunk_tokens: int = Field(128, gt=8, description="Chunk size in embedder tokens.")
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
     top_k: int = Field(3, gt=0, le=50, description="Chunks (or examples) put into the prompt.")
-    index: Literal["flat", "hnsw"] = Field("flat", description="FAISS index kind.")
+    index: Literal["auto", "flat", "hnsw"] = Field(
+        "auto", description="FAISS index: exact 'flat', approximate 'hnsw', or 'auto' (HNSW from 20,000 chunks).")
 
     @model_validator(mode="after")
     def _overlap(self):

@@ -84,3 +84,22 @@ def test_pilot_adapter_is_saved_in_peft_format(tiny, tmp_path):
     adapter = ctx.run_dir / c.details["adapter_dir"]
     model = PeftModel.from_pretrained(load_model(resolve_model("tiny-random")), adapter)
     assert any("lora" in n for n, _ in model.named_parameters())
+
+
+def test_auto_index_is_exact_for_small_corpora_and_hnsw_for_large_ones():
+    import faiss
+    import numpy as np
+
+    from baselines.rag import AUTO_HNSW_FROM, build_index
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(AUTO_HNSW_FROM, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    small = build_index(vectors[:500], "auto")
+    large = build_index(vectors, "auto")
+    assert isinstance(small, faiss.IndexFlatIP)
+    assert isinstance(large, faiss.IndexHNSWFlat) and large.hnsw.efSearch == 128
+    assert isinstance(build_index(vectors[:500], "hnsw"), faiss.IndexHNSWFlat)
+    # The approximate index still finds each stored vector as its own nearest neighbour.
+    _, hits = large.search(vectors[:200], 1)
+    assert (hits[:, 0] == np.arange(200)).mean() >= 0.95
