@@ -50,8 +50,11 @@ def _cpu_model() -> str:
 def quiet_libraries() -> None:
     """Library progress bars and info logs would drown our own progress display."""
     import os
+    import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Renamed-argument notices (e.g. gradient_checkpointing) that the trainer triggers, not the user.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     import datasets
     import transformers
 
