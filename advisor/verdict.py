@@ -7,12 +7,17 @@ The rule (README.md, "The verdict rule"):
    significantly worse than the best (the CI of the difference lies above 0), or it is within
    ``min_gain`` of the best.
 3. Candidates that break a constraint (latency p95, one-off budget) are dropped.
-4. Among adequate candidates the lowest total cost over the horizon wins (one-off + cost per
-   query × queries per month × months). Costs within 25% of the cheapest count as equal (they come
-   from measured time, and timing noise on a shared machine is of that order), and ties go to
-   the simplest: prompt < rag < finetune.
-So fine-tuning wins only when it is significantly better, by more than ``min_gain``, than
-every cheaper candidate that meets the constraints.
+4. Fine-tuning is the last resort: a fine-tuned candidate stays in the running only when every
+   prompt and RAG candidate that meets the constraints is inadequate. Its per-query compute can
+   be lower than a long few-shot or RAG prompt's, but a cost model of measured compute does not
+   see what a custom model costs to host, retrain and maintain, so a lower compute bill alone
+   never makes it win.
+5. Among the remaining adequate candidates the lowest total cost over the horizon wins (one-off +
+   cost per query × queries per month × months). Costs within 25% of the cheapest count as equal
+   (they come from measured time, and timing noise on a shared machine is of that order), and
+   ties go to the simplest: prompt < rag < finetune.
+So fine-tuning wins only when it is significantly better, by more than ``min_gain``, than every
+prompt and RAG candidate that meets the constraints.
 """
 from __future__ import annotations
 
@@ -20,8 +25,9 @@ from advisor.results import CandidateResult, Comparison, Verdict
 from advisor.stats import paired_bootstrap
 
 RULE = ("adequate = not significantly worse than the best (paired bootstrap, {conf:.0%}) or within "
-        "{min_gain:g} of it; drop constraint violations; cheapest total cost over {horizon:g} months at "
-        "{volume:,} queries/month wins; costs within 25% tie and go to the simplest (prompt < rag < finetune)")
+        "{min_gain:g} of it; drop constraint violations; fine-tuning only when no prompt or RAG candidate is "
+        "adequate; cheapest total cost over {horizon:g} months at {volume:,} queries/month wins; costs within "
+        "25% tie and go to the simplest (prompt < rag < finetune)")
 COST_TIE = 0.25
 _STALE = {"weekly", "daily", "monthly"}
 
@@ -60,6 +66,11 @@ def decide(candidates: list[CandidateResult], task, pilot_config: dict | None = 
             violations=violations(c, cons), total_cost_usd=total_cost(c, cons),
         )
     eligible = [c for c in candidates if comparisons[c.name].adequate and not comparisons[c.name].violations]
+    # Fine-tuning is the last resort: it competes only when no prompt or RAG candidate is adequate.
+    passed_over = []
+    if any(c.baseline != "finetune" for c in eligible):
+        passed_over = [c for c in eligible if c.baseline == "finetune"]
+        eligible = [c for c in eligible if c.baseline != "finetune"]
     fallback = not eligible
     if fallback:  # nothing adequate fits the constraints: say so, and pick the best that fits at all
         eligible = [c for c in candidates if not comparisons[c.name].violations] or list(candidates)
@@ -68,10 +79,10 @@ def decide(candidates: list[CandidateResult], task, pilot_config: dict | None = 
     tied = [c for c in eligible if comparisons[c.name].total_cost_usd <= cheapest * (1 + COST_TIE) + 1e-9]
     winner = min(tied, key=lambda c: (c.simplicity, comparisons[c.name].total_cost_usd, -c.quality.mean))
 
-    reasons = _reasons(winner, best, candidates, comparisons, task, fallback)
+    reasons = _reasons(winner, best, candidates, comparisons, task, fallback, passed_over)
     cautions = _cautions(winner, candidates, task)
     ft_wins = winner.baseline == "finetune"
-    headline = _headline(winner, best, comparisons, ft_wins)
+    headline = _headline(winner, best, comparisons, ft_wins, passed_over)
     return Verdict(
         recommendation=winner.baseline, winner=winner.name, best_quality=best.name, finetune_wins=ft_wins,
         headline=headline, reasons=reasons, cautions=cautions, comparisons=list(comparisons.values()),
@@ -94,16 +105,20 @@ def _q(c: CandidateResult) -> str:
     return f"{c.quality.mean:.3f} (95% CI {c.quality.ci_low:.3f}–{c.quality.ci_high:.3f})"
 
 
-def _headline(winner, best, comparisons, ft_wins) -> str:
+def _headline(winner, best, comparisons, ft_wins, passed_over=()) -> str:
     kind = {"prompt": "Prompting is enough", "rag": "Use retrieval (RAG)", "finetune": "Fine-tune"}[winner.baseline]
     if ft_wins:
-        return f"{kind}: {winner.name} is significantly better than every cheaper option."
+        return f"{kind}: {winner.name} is significantly better than every prompt and RAG option."
+    cost = comparisons[winner.name].total_cost_usd
+    if any(comparisons[c.name].total_cost_usd < cost for c in passed_over):
+        return (f"{kind}: {winner.name} is statistically as good as the best, and fine-tuning is worth "
+                "it only for a significant gain.")
     if winner is best:
         return f"{kind}: {winner.name} has the best quality and the lowest total cost among adequate options."
     return f"{kind}: {winner.name} is statistically as good as the best ({best.name}) and costs less."
 
 
-def _reasons(winner, best, candidates, comparisons, task, fallback) -> list[str]:
+def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=()) -> list[str]:
     cons = task.constraints
     out = [f"{winner.name} scores {_q(winner)} on {winner.quality.n} held-out examples "
            f"({task.metric.name})."]
@@ -120,7 +135,9 @@ def _reasons(winner, best, candidates, comparisons, task, fallback) -> list[str]
             continue
         cmp = comparisons[c.name]
         why = "significantly worse" if not cmp.adequate else (
-            "breaks a constraint" if cmp.violations else "adequate but costs more")
+            "breaks a constraint" if cmp.violations else
+            "adequate, but not significantly better than the prompt and RAG options" if c in passed_over
+            else "adequate but costs more")
         out.append(f"{c.name}: {c.quality.mean:.3f}, {why} (difference to best {cmp.diff_vs_best:+.3f}, "
                    f"p={cmp.p_value:.3f})" + (f"; {'; '.join(cmp.violations)}" if cmp.violations else "") + ".")
     if winner.baseline != "finetune":
@@ -128,6 +145,11 @@ def _reasons(winner, best, candidates, comparisons, task, fallback) -> list[str]
             if c.baseline == "finetune" and c is not winner:
                 out.append(f"Fine-tuning would cost {usd(c.one_off_cost_usd)} one-off "
                            f"({c.one_off_seconds:.0f} s of training) for a quality of {c.quality.mean:.3f}.")
+                if any(c is p for p in passed_over) and comparisons[c.name].total_cost_usd < comparisons[winner.name].total_cost_usd:
+                    out.append(f"{c.name} would need less compute over {cons.horizon_months:g} months "
+                               f"({usd(comparisons[c.name].total_cost_usd)} vs {usd(comparisons[winner.name].total_cost_usd)}: "
+                               "a shorter prompt), but brings no significant quality gain; hosting and retraining "
+                               "a custom model are not in that figure.")
     monthly = winner.cost_per_1k_usd * cons.queries_per_month / 1000
     out.append(f"At {cons.queries_per_month:,} queries/month {winner.name} costs {usd(monthly)}/month "
                f"({usd(winner.cost_per_1k_usd)} per 1,000 queries, p95 latency {winner.latency.p95_ms:.0f} ms), "

@@ -93,3 +93,25 @@ def test_paired_bootstrap_is_seeded_and_paired():
     assert paired_bootstrap(a, a)["p_value"] == 1.0
     with pytest.raises(ValueError):
         paired_bootstrap(a, b[:-1])
+
+
+def test_finetune_that_is_only_cheaper_does_not_win():
+    """A fine-tune with a short prompt can need less compute per query than a few-shot or RAG
+    prompt; at equal quality the prompt or RAG option still wins (fine-tuning is the last resort)."""
+    same = scores(0.8, seed=6)
+    c = [cand("prompt-zero-shot", "prompt", scores(0.1, seed=7), per_1k=0.001),
+         cand("rag", "rag", same, per_1k=0.02),
+         cand("finetune", "finetune", same, per_1k=0.005, one_off=0.01)]
+    v = decide(c, task())
+    cmp = {x.candidate: x for x in v.comparisons}
+    assert cmp["finetune"].adequate and cmp["finetune"].total_cost_usd < cmp["rag"].total_cost_usd
+    assert v.recommendation == "rag" and not v.finetune_wins
+    assert any("no significant quality gain" in r for r in v.reasons)
+    assert "significant gain" in v.headline
+
+
+def test_finetune_competes_on_cost_when_no_other_option_is_adequate_or_allowed():
+    c = [cand("prompt-zero-shot", "prompt", scores(0.8, seed=8), p95=5000),
+         cand("finetune", "finetune", scores(0.8, seed=8), p95=200, one_off=0.01)]
+    v = decide(c, task(latency_p95_ms=1000))
+    assert v.recommendation == "finetune"

@@ -11,15 +11,19 @@ the routing follows house conventions that nobody outside the company could gues
   their makers through RMA-3P. The fault descriptions are the same for both.
 - Any delivery problem goes to LOGI-FREIGHT, and that includes a kiln that arrives damaged:
   it is a transport claim, not a kiln fault, whoever made the kiln.
-- Billing is split by the entity that invoiced: invoices in euros come from the EU entity
-  and go to T2-BILLING-EU; invoices in dollars or pounds (US, UK, Switzerland, Norway,
-  Australia...) go to T1-LEDGER. Every billing ticket quotes an amount.
-- Anything about classes and workshops, refunds included, goes to EDU-STUDIO, not billing.
-- Glaze and clay quality complaints go to QA-GLAZE; login and account problems to ACCT-GATE.
+- Invoices, payments and refunds of goods go to T1-LEDGER; anything about classes and
+  workshops, their refunds included, goes to EDU-STUDIO.
+- Wholesale quotes and stockist requests go to TRADE-DESK; glaze and clay quality complaints
+  to QA-GLAZE; login and account problems to ACCT-GATE.
 
-A prompt can name the queues, but a 135M model cannot apply such rules from a description,
-and retrieving the most similar past tickets finds the right topic but often the wrong side
-of a split that hangs on one detail (a currency sign, a model name).
+Real tickets are noisy: customers introduce their studio and mention other products and
+earlier orders ("we love our K60", "the glaze class last spring was great") before they get
+to the problem. Every ticket here has such context, drawn from the same lists whatever the
+queue, so the words that decide the queue are a small part of the text. Retrieving the most
+similar past tickets then mostly finds tickets with similar *context*, whose queues are
+unrelated; a model fine-tuned on the 440 training tickets learns which part of a ticket
+decides the queue. A prompt can name the queues, but a 135M model cannot apply such rules
+from a description.
 
 Tickets are built from templates and word lists, with varied openings, sign-offs and
 order numbers, so that no two tickets are the same.
@@ -32,18 +36,10 @@ import random
 from pathlib import Path
 
 SEED = 11
-N_TRAIN, N_EVAL = 440, 72
-QUEUES = ["OPS-KILN", "RMA-3P", "QA-GLAZE", "LOGI-FREIGHT", "T2-BILLING-EU", "T1-LEDGER",
-          "ACCT-GATE", "EDU-STUDIO"]
+N_TRAIN, N_EVAL = 440, 96
+QUEUES = ["OPS-KILN", "RMA-3P", "QA-GLAZE", "LOGI-FREIGHT", "T1-LEDGER", "TRADE-DESK", "ACCT-GATE", "EDU-STUDIO"]
 
-EU_PLACES = ["Lyon, France", "Porto, Portugal", "Graz, Austria", "Ghent, Belgium", "Bologna, Italy",
-             "Aarhus, Denmark", "Tampere, Finland", "Leipzig, Germany", "Utrecht, the Netherlands",
-             "Valencia, Spain", "Krakow, Poland", "Cork, Ireland", "Brno, Czechia", "Ljubljana, Slovenia"]
-NON_EU_PLACES = ["Leeds, UK", "Denver, USA", "Oslo, Norway", "Zurich, Switzerland", "Toronto, Canada",
-                 "Bristol, UK", "Austin, USA", "Bergen, Norway", "Geneva, Switzerland", "Melbourne, Australia",
-                 "Glasgow, UK", "Portland, USA", "Auckland, New Zealand", "Basel, Switzerland"]
-EU_MONEY = ["€{n}", "{n} EUR"]
-NON_EU_MONEY = ["${n}", "£{n}", "{n} USD", "{n} GBP"]
+MONEY = ["€{n}", "{n} EUR", "${n}", "£{n}", "{n} USD", "{n} GBP"]
 
 # Kilns appear in the same phrasings for both makers: only the model name tells them apart.
 OWN_KILNS = ["K40", "K60", "K80", "Emberline K40", "Emberline K60", "Emberline K80"]
@@ -95,6 +91,32 @@ CLASS_ISSUES = ["I'd like to book two places on the glaze chemistry workshop",
                 "can I pay for the summer course in instalments?",
                 "my voucher for a throwing class was not accepted"]
 
+TRADE_ISSUES = ["could you quote us a wholesale price for {item} by the pallet?",
+                "we would like to become a stockist of your glazes in our shop",
+                "do you offer trade discounts on {item} for a school that orders every term?",
+                "please send your trade price list for {item}",
+                "we want to resell your K-series kilns in our region, who do we talk to?",
+                "is there a volume discount if we order {item} every month?",
+                "our college wants a yearly supply contract for {item}"]
+
+# Context that customers add before or after the problem. It is drawn from the same lists
+# whatever the queue, and it mentions kilns, glazes, classes, invoices and deliveries, so it
+# says nothing about where the ticket belongs.
+STUDIO_KINDS = ["small pottery studio", "community ceramics workshop", "school art department",
+                "two-person tableware business", "university ceramics lab", "hobby potters' club"]
+PLACES = ["Lyon, France", "Porto, Portugal", "Graz, Austria", "Ghent, Belgium", "Bologna, Italy", "Aarhus, Denmark",
+          "Leeds, UK", "Denver, USA", "Oslo, Norway", "Zurich, Switzerland", "Toronto, Canada", "Bristol, UK",
+          "Austin, USA", "Melbourne, Australia", "Cork, Ireland", "Krakow, Poland"]
+MENTIONS = ["our {k} kiln has been a workhorse", "we took your glaze chemistry class last spring",
+            "your shino glaze is our best seller", "we pay our invoices by direct debit",
+            "the last pallet of stoneware clay arrived on time", "we fire our {k} and a small test kiln",
+            "two of us did the raku weekend course", "we mostly buy porcelain body and celadon glaze",
+            "we ordered the banding wheel last month", "our account is in the studio manager's name",
+            "we also run evening classes of our own", "our {k} was delivered last year"]
+CONTEXT_FORMS = ["We are a {kind} in {place}, and {mention}.", "{Mention}, and we're a {kind} in {place}.",
+                 "I run a {kind} in {place}; {mention}.", "Customers since {year}: {mention}.",
+                 "We are a {kind} in {place} and customers since {year}."]
+
 OPENINGS = ["Hi,", "Hello,", "Hi team,", "Good morning,", "Dear Emberline,", "Hey,", "", "", "Hello there,",
             "To whom it may concern,"]
 CLOSINGS = ["Thanks.", "Thank you!", "Regards, {n}", "Cheers, {n}", "Please advise.", "", "", "Many thanks, {n}",
@@ -121,8 +143,8 @@ def order_no(rng):
     return f"#{rng.randint(10000, 99999)}"
 
 
-def money(rng, eu: bool):
-    return rng.choice(EU_MONEY if eu else NON_EU_MONEY).format(n=rng.choice([18, 42, 65, 120, 189, 240, 310, 575, 980]))
+def money(rng):
+    return rng.choice(MONEY).format(n=rng.choice([18, 42, 65, 120, 189, 240, 310, 575, 980]))
 
 
 def body(rng, queue: str) -> str:
@@ -150,30 +172,34 @@ def body(rng, queue: str) -> str:
         return rng.choice([f"Order {o}: {item} {rng.choice(DELIVERY_FAULTS)}.",
                            f"{first_upper(item)} {rng.choice(DELIVERY_FAULTS)}.",
                            f"Where is {item}? It {rng.choice(DELIVERY_FAULTS)}. Order {o}."])
-    if queue in ("T2-BILLING-EU", "T1-LEDGER"):
-        eu = queue == "T2-BILLING-EU"
-        place = rng.choice(EU_PLACES if eu else NON_EU_PLACES)
-        issue = rng.choice(BILLING_ISSUES).format(o=o, m=money(rng, eu))
-        return rng.choice([
-            f"{sentence(issue)} Our studio is in {place}.",
-            f"We're a pottery studio in {place}. {sentence(issue)}",
-            sentence(f"Writing from {place}: {issue}"),
-        ])
+    if queue == "T1-LEDGER":
+        return sentence(rng.choice(BILLING_ISSUES).format(o=o, m=money(rng)))
+    if queue == "TRADE-DESK":
+        return sentence(rng.choice(TRADE_ISSUES).format(item=rng.choice(SHIPPED).removeprefix("the ")))
     if queue == "ACCT-GATE":
         issue = rng.choice(ACCOUNT_ISSUES)
         return rng.choice([sentence(issue), f"Since yesterday {issue}.",
                            f"{first_upper(issue)}, customer number C{rng.randint(10000, 99999)}."])
     if queue == "EDU-STUDIO":
         issue = rng.choice(CLASS_ISSUES)
-        place = rng.choice(EU_PLACES + NON_EU_PLACES)
-        return rng.choice([sentence(issue), f"{sentence(issue)} I'm based in {place}.",
-                           sentence(f"Question about your classes: {issue}")])
+        return rng.choice([sentence(issue), sentence(f"Question about your classes: {issue}")])
     raise ValueError(queue)
+
+
+def context(rng, queue: str) -> str:
+    # A ticket about a kiln names only that kiln: which kiln is faulty must stay unambiguous.
+    mentions = [m for m in MENTIONS if "{k}" not in m] if queue in ("OPS-KILN", "RMA-3P", "LOGI-FREIGHT") else MENTIONS
+    mention = rng.choice(mentions).format(k=rng.choice(OWN_KILNS + RESOLD_KILNS))
+    return rng.choice(CONTEXT_FORMS).format(kind=rng.choice(STUDIO_KINDS), place=rng.choice(PLACES),
+                                            mention=mention, Mention=first_upper(mention),
+                                            year=rng.randint(2009, 2024))
 
 
 def ticket(rng, queue: str) -> str:
     name = rng.choice(NAMES)
-    parts = [rng.choice(OPENINGS), body(rng, queue), rng.choice(CLOSINGS).format(n=name)]
+    problem, ctx = body(rng, queue), context(rng, queue)
+    middle = [ctx, problem] if rng.random() < 0.6 else [problem, ctx]
+    parts = [rng.choice(OPENINGS), *middle, rng.choice(CLOSINGS).format(n=name)]
     return " ".join(p for p in parts if p)
 
 
