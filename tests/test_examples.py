@@ -9,10 +9,8 @@ from advisor.config import load_task
 from conftest import REPO
 from test_cli import advise
 
-# Examples whose verdict has been confirmed on the bundled defaults. ticket-routing (meant to
-# show "finetune") measured rag 0.778 vs finetune 0.222 and goes back in once its data makes the
-# task really need fine-tuning; extract-email ("prompt") has no task.yaml yet.
-EXPECTED = {"manual-qa": "rag"}
+# One example per verdict, each confirmed on the bundled defaults (numbers in each example's README).
+EXPECTED = {"manual-qa": "rag", "extract-email": "finetune", "world-capitals": "prompt"}
 
 
 @pytest.mark.slow
