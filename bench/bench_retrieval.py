@@ -183,15 +183,20 @@ def main(argv=None) -> dict:
         print(f"  {n}: flat p95 {s['flat_p95_ms']:.2f} ms, hnsw p95 {s['hnsw_p95_ms']:.2f} ms "
               f"(recall@3 {s['hnsw_recall@3']:.3f}), ivf p95 {s['ivf_p95_ms']:.2f} ms")
     largest = sizes[str(max(args.sizes))]
-    default_p95 = largest["flat_p95_ms"]  # the product's default index kind is flat
+    from baselines.rag import index_kind
+
+    # The product's default is ``index: auto``: flat below AUTO_HNSW_FROM chunks, HNSW (efSearch 128) above.
+    default_kind = index_kind("auto", max(args.sizes))
+    default_p95 = largest["flat_p95_ms"] if default_kind == "flat" else largest["hnsw_ef128_p95_ms"]
     best_p95 = min(largest["flat_p95_ms"], largest["hnsw_p95_ms"])
     figures = {"embedding": {k: v for k, v in emb.items() if not k.endswith("seconds")}, "index": sizes,
-               "p95_ms_at_largest_flat": default_p95, "p95_ms_at_largest_hnsw": largest["hnsw_p95_ms"]}
+               "p95_ms_at_largest_flat": largest["flat_p95_ms"], "p95_ms_at_largest_hnsw": largest["hnsw_p95_ms"],
+               "default_index_at_largest": default_kind, "p95_ms_at_largest_default": default_p95}
     params = {"embedder": "bundled all-MiniLM-L6-v2 (cpu)", "chunking": "128 embedder tokens, overlap 32",
               "index_vectors": f"random unit vectors, dim {DIM} (not real embeddings)",
               "queries": f"{args.queries} noisy copies of stored vectors (0.5-norm noise), one per search call",
               "top_k": [3, 10], "sizes": args.sizes, "faiss_threads": faiss.omp_get_max_threads(),
-              "hnsw": "product build_index('hnsw'): IndexHNSWFlat M=32, efSearch faiss default",
+              "hnsw": "product build_index('hnsw'): IndexHNSWFlat M=32, efSearch 128 (the product's setting)",
               "ivf": "IndexIVFFlat nlist=4*sqrt(n), nprobe=16 (reference point, not a product option)"}
     write_result(NAME, figures=figures, parameters=params, target={"p95_ms_at_100k_max": TARGET_P95_MS},
                  raw={"embedding_seconds": {"ours": emb["ours_seconds"], "reference": emb["reference_seconds"]}},
@@ -215,14 +220,16 @@ def main(argv=None) -> dict:
                  (f"{n}: source found at top-1 flat / hnsw / ivf",
                   f"{s['flat_source_recall@1']:.3f} / {s['hnsw_source_recall@1']:.3f} / {s['ivf_source_recall@1']:.3f}"),
                  (f"{n}: hnsw speed-up over flat (p95)", s["flat_to_hnsw_speedup_p95"])]
-    rows += [(f"target p95 ≤ {TARGET_P95_MS} ms at largest (flat, default)", verdict(default_p95, TARGET_P95_MS, False)),
+    rows += [(f"target p95 ≤ {TARGET_P95_MS} ms at largest (default index: auto → {default_kind})",
+              verdict(default_p95, TARGET_P95_MS, False)),
              (f"target p95 ≤ {TARGET_P95_MS} ms at largest (hnsw)", verdict(largest["hnsw_p95_ms"], TARGET_P95_MS, False))]
     print_table(rows)
     status = verdict(best_p95, TARGET_P95_MS, False)
     return {"name": NAME,
-            "headline": f"{max(args.sizes)}: flat p95 {default_p95:.1f} ms, hnsw p95 {largest['hnsw_p95_ms']:.2f} ms "
+            "headline": f"{max(args.sizes)}: default ({default_kind}) p95 {default_p95:.2f} ms, flat p95 "
+                        f"{largest['flat_p95_ms']:.1f} ms, hnsw p95 {largest['hnsw_p95_ms']:.2f} ms "
                         f"(recall@3 {largest['hnsw_recall@3']:.2f}); embed {emb['ours_chunks_per_s']:.0f} chunks/s",
-            "target": f"p95 ≤ {TARGET_P95_MS} ms", "status": status + ("" if default_p95 <= TARGET_P95_MS else " (flat default missed)")}
+            "target": f"p95 ≤ {TARGET_P95_MS} ms", "status": status + ("" if default_p95 <= TARGET_P95_MS else " (default index missed)")}
 
 
 if __name__ == "__main__":
