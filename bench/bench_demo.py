@@ -77,6 +77,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--scaffold", action="store_true", help="run the `advise init` scaffold instead of the demo task")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--note", action="append", default=[], help="extra note stored in the result file")
+    ap.add_argument("--keep", type=Path, default=None, help="copy the run folder (results, report.html) here")
     args = ap.parse_args(argv)
     quiet_libraries()
 
@@ -117,6 +118,8 @@ def main(argv=None) -> dict:
             print(f"demo — advise run {why}; stages seen: {seen}")
             return {"name": NAME, "headline": f"advise run {why}", "target": "—", "status": "failed"}
         results = json.loads(results_path.read_text())
+        if args.keep:
+            shutil.copytree(task.run_dir, args.keep, dirs_exist_ok=True)
         reported = {k: float(v) for k, v in results.get("timings", {}).items()}
         observed = stages_from_watch(seen, reported)
         # Stage times from results.json when it has them; else the ones observed from outside.

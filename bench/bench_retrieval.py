@@ -138,7 +138,7 @@ def bench_index(n: int, n_queries: int, seed: int = 0) -> dict:
     for name, idx in indexes.items():
         _, top1 = idx.search(queries, 1)
         out[f"{name}_source_recall@1"] = float((top1[:, 0] == picks).mean())
-    # HNSW latency / recall for larger efSearch values (the product leaves faiss' default of 16).
+    # HNSW latency / recall for larger efSearch values (the product sets 128).
     _, exact3 = flat.search(queries, 3)
     for ef in (64, 128):
         hnsw.hnsw.efSearch = ef
