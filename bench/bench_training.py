@@ -47,35 +47,18 @@ def settings_for(steps: int, batch_size: int, max_len: int):
                          max_seq_length=max_len, seed=0)
 
 
-def plain_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-    """The fix under test: the model's own loss (one LM-head matmul + cross-entropy) instead of TRL's
-    chunked fused LM head, keeping TRL's token count. Used only with ``--with-fix``."""
-    inputs = {**inputs, "use_cache": False}
-    outputs = model(**inputs)
-    loss = outputs.loss
-    if num_items_in_batch is not None:  # TRL/Trainer normalise by the tokens of the whole accumulated batch
-        n = (inputs["labels"][:, 1:] != -100).sum()
-        loss = loss * n / num_items_in_batch
-    self._total_train_tokens += int(inputs["attention_mask"].sum())
-    self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
-    return (loss, outputs) if return_outputs else loss
-
-
-def run_ours(tokenizer, records, settings, capture: list | None = None, fix: bool = False):
+def run_ours(tokenizer, records, settings, capture: list | None = None):
     """One ``train_sft`` run; with ``capture`` given, record every batch the trainer computes a loss on."""
-    import trl
+    from tuner.training import _plain_loss_trainer, train_sft
 
-    from tuner.training import train_sft
-
-    original = trl.SFTTrainer.compute_loss
-    if fix:
-        trl.SFTTrainer.compute_loss = plain_loss
+    trainer_cls = _plain_loss_trainer()  # what train_sft uses off CUDA
+    original = trainer_cls.compute_loss
     if capture is not None:
         def recording(self, model, inputs, *a, **kw):
             capture.append({k: v.detach().clone() for k, v in inputs.items() if hasattr(v, "detach")})
             return original(self, model, inputs, *a, **kw)
 
-        trl.SFTTrainer.compute_loss = recording
+        trainer_cls.compute_loss = recording
     try:
         model = fresh_model()
         t0 = time.perf_counter()
@@ -83,7 +66,7 @@ def run_ours(tokenizer, records, settings, capture: list | None = None, fix: boo
                            adapter=lora(), device="cpu")
         call_seconds = time.perf_counter() - t0
     finally:
-        trl.SFTTrainer.compute_loss = original
+        trainer_cls.compute_loss = original
     out = {"train_seconds": result.train_seconds, "call_seconds": call_seconds, "tokens_seen": result.tokens_seen,
            "steps": result.steps, "final_loss": result.final_loss, "trainable_params": result.trainable_params}
     del result, model
@@ -123,8 +106,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--max-len", type=int, default=256)
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--profile", action="store_true", help="also cProfile one run of ours and print the top entries")
-    ap.add_argument("--with-fix", action="store_true",
-                    help="also time train_sft with the model's own loss instead of TRL's fused LM head (the CPU fix)")
     args = ap.parse_args(argv)
     quiet_libraries()
     import torch
@@ -146,17 +127,13 @@ def main(argv=None) -> dict:
     print(f"captured {len(batches)} batches, keys {keys}, {nonpad} non-pad tokens ({padded} with padding), "
           f"{label_tokens} loss tokens; TRL counted {warm['tokens_seen']}")
 
-    ours, ref, fixed = [], [], []
+    ours, ref = [], []
     for _ in range(args.reps):
         ours.append(run_ours(tokenizer, records, settings))
         tokenizer.padding_side = "left"
         ref.append(run_reference(batches))
         line = (f"  ours {ours[-1]['train_seconds']:.1f} s (call {ours[-1]['call_seconds']:.1f} s)   "
                 f"reference {ref[-1]['seconds']:.1f} s")
-        if args.with_fix:
-            fixed.append(run_ours(tokenizer, records, settings, fix=True))
-            tokenizer.padding_side = "left"
-            line += f"   ours with the fix {fixed[-1]['train_seconds']:.1f} s"
         print(line)
 
     ours_s = median([o["train_seconds"] for o in ours])
@@ -182,12 +159,6 @@ def main(argv=None) -> dict:
         "reference_final_loss": median([r["final_loss"] for r in ref]),
         "trainable_params": warm["trainable_params"],
     }
-    if fixed:
-        fixed_s = median([o["train_seconds"] for o in fixed])
-        figures.update({"with_fix_tokens_per_s": nonpad / fixed_s, "with_fix_ratio": ref_s / fixed_s,
-                        "with_fix_seconds_median": fixed_s,
-                        "with_fix_final_loss": median([o["final_loss"] for o in fixed]),
-                        "with_fix_tokens_seen": fixed[0]["tokens_seen"]})
     if args.profile:
         import cProfile
         import io
@@ -207,7 +178,7 @@ def main(argv=None) -> dict:
               "timing": "ours = TrainResult.train_seconds (trainer.train()); reference = AdamW creation + loop; "
                         "medians over interleaved repetitions; tokens = non-pad tokens of the recorded batches"}
     write_result(NAME, figures=figures, parameters=params, target={"ratio_min": TARGET},
-                 raw={"ours": ours, "reference": ref, "with_fix": fixed, "warmup": warm})
+                 raw={"ours": ours, "reference": ref, "warmup": warm})
     print(f"\ntraining — {machine_line()}")
     print_table([
         ("ours tokens/s (train_sft)", ours_tps),
@@ -217,8 +188,7 @@ def main(argv=None) -> dict:
         ("ours tokens/s incl. setup", nonpad / call_s),
         ("ratio ours/reference", ratio),
         (f"target ≥ {TARGET}×", verdict(ratio, TARGET)),
-    ] + ([("ours with the fix tokens/s", figures["with_fix_tokens_per_s"]),
-          ("ratio with the fix", figures["with_fix_ratio"])] if fixed else []))
+    ])
     return {"name": NAME, "headline": f"{ratio:.2f}× of plain loop ({ours_tps:.0f} vs {ref_tps:.0f} tok/s)",
             "target": f"≥ {TARGET}×", "status": verdict(ratio, TARGET)}
 

@@ -435,3 +435,26 @@ def test_money_budget_and_failures_in_a_row_stop_the_study():
 
     failing.optimize(broken, n_trials=10, catch=(ValueError,), callbacks=[_failures_callback(stop)])
     assert len(failing.trials) == 3 and stop["reason"].endswith("ValueError: broken setup")
+
+
+def test_resume_with_other_search_ranges_is_one_clear_error(tmp_path):
+    """The study's distributions are fixed when it starts: resuming with other ranges is refused
+    before any trial runs, naming the file and the key, instead of failing trial after trial."""
+    task_file = write_task(tmp_path, tune="""\
+      methods: [lora]
+      search:
+        lora.learning_rate: {low: 0.01, high: 0.05}
+    """)
+    db = tmp_path / "runs" / "tiny" / "study.db"
+    db.parent.mkdir(parents=True)
+    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{db}", direction="maximize")
+    study.set_user_attr("methods", ["lora"])
+    study.set_user_attr("search", {"lora.learning_rate": {"low": 0.001, "high": 0.05}})
+
+    r = subprocess.run([sys.executable, "-m", "advisor.cli", "tune", str(task_file), "--resume", "-q"],
+                       capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert r.returncode == 2, r.stderr[-2000:]
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in r.stderr
+    assert "task.yaml: tune.search:" in err[0] and "changed: lora.learning_rate" in err[0]
+    assert optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials == []  # nothing ran

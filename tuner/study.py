@@ -596,6 +596,7 @@ def run_study(task, splits, *, run_dir: Path, progress=QUIET, pilot: dict | None
         study.set_user_attr("methods", [m.name for m in methods])
         study.set_user_attr("excluded_methods", excluded)
         stored = [m.name for m in methods]
+    _check_same_search(study, tune, url, task.source_path)
     if set(stored) != {m.name for m in methods}:
         notes.append(f"the study searches {', '.join(stored)} as fixed when it started; this worker's tune.methods "
                      "or hardware would give a different set (start a new study to change it)")
@@ -913,6 +914,25 @@ def write_trials_csv(trials: list[Trial], path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- `advise tune`
+
+def _check_same_search(study, tune, url: str, task_file=None) -> None:
+    """A study's distributions are fixed by the ``tune.search`` it started with: resuming or joining
+    it with other ranges would fail trial after trial, so say so once, before anything runs."""
+    from advisor.data import display_path
+
+    current = {k: v.model_dump(exclude_none=True) for k, v in sorted(tune.search.items())}
+    stored = study.user_attrs.get("search")
+    if stored is None:
+        study.set_user_attr("search", current)
+        return
+    changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if changed:
+        raise AdviseError(
+            f"the study in {_hide_password(url)} was started with other tune.search ranges "
+            f"(changed: {', '.join(changed)}); put them back in task.yaml to continue it, or run "
+            "`advise tune` without --resume to start a new study", file=display_path(task_file) if task_file else None,
+            where="tune.search")
+
 
 def tune_command(task, *, progress=QUIET, resume: bool = False, storage: str | None = None,
                  n_trials: int | None = None):
