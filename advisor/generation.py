@@ -58,7 +58,8 @@ def generate(model, tokenizer, prompts: list[str], gen, batch_size: int | None =
     through the model once and their KV cache is reused by every batch; each row is then
     ``prefix + pads + own suffix`` with the pads masked out, so it attends to exactly what the
     unpadded prompt would (bench/bench_generation.py checks the answers match one-at-a-time
-    ``generate``). ``on_batch(n)`` is called after each batch with the number of prompts done in it.
+    ``generate``). Prompt-learning adapters get neither the cache nor padding (see ``_batches``).
+    ``on_batch(n)`` is called after each batch with the number of prompts done in it.
     """
     import torch
 
