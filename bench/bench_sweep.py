@@ -1,7 +1,8 @@
 """Sweep efficiency: a pruned TPE + Hyperband study vs the full grid over the same small space.
 
 Both go through ``tuner.study.run_study`` on the ``tiny-random`` model (random-init SmolLM2
-architecture, ~4 M parameters) with a synthetic ticket-routing task (accuracy: the first queue named must be the right one). The space is
+architecture, ~4 M parameters; ``--model default`` for the bundled 135M model, which learns the
+task in a few steps where the random one does not) with a synthetic ticket-routing task (accuracy: the first queue named must be the right one). The space is
 discrete so that a grid exists: LoRA with learning rate × rank from ``--lrs`` × ``--ranks``, every
 other hyperparameter fixed through ``tune.search`` choices.
 
@@ -18,7 +19,7 @@ share of the grid's total compute. Target ≤ 30%.
 
 Skips (exit 0) while ``tuner.study.run_study`` does not exist.
 
-    python bench/bench_sweep.py [--max-steps 27] [--eval-every 3] [--lrs 1e-4 1e-3 3e-3 1e-2] [--ranks 4 16]
+    python bench/bench_sweep.py [--model default] [--max-steps 27] [--eval-every 3] [--lrs 1e-4 1e-3 3e-3 1e-2] [--ranks 4 16]
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def write_task(folder: Path, args, name: str, pruner: str) -> Path:
         "weight_decay": {"choices": [0.0]},
     })
     task = {
-        "name": name, "model": "tiny-random", "seed": 0, "device": "cpu",
+        "name": name, "model": args.model, "seed": 0, "device": "cpu",
         "data": {"train": "data/train.jsonl", "eval": "data/eval.jsonl", "validation_fraction": 0.2},
         "prompt": {"system": "Route the ticket. Answer with one queue: account, billing, shipping or technical.",
                    "template": "{input}"},
@@ -125,6 +126,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 1e-3, 3e-3, 1e-2])
     ap.add_argument("--ranks", type=int, nargs="+", default=[4, 16], help="LoRA ranks (with --method lora)")
     ap.add_argument("--method", default="lora", choices=["lora", "full"])
+    ap.add_argument("--model", default="tiny-random",
+                    help="tiny-random (fast, but it learns little in a few steps) or default (the bundled 135M model)")
     ap.add_argument("--train", type=int, default=80)
     ap.add_argument("--eval", type=int, default=16)
     args = ap.parse_args(argv)

@@ -161,8 +161,8 @@ def test_resume_after_kill_9_keeps_finished_trials_and_retries_the_interrupted_o
     task_file = write_task(tmp_path, tune="""\
       methods: [lora]
       n_trials: 2
-      max_steps: 40
-      eval_every: 40
+      max_steps: 80
+      eval_every: 80
       max_seq_length: 48
       latency_queries: 1
       heartbeat_s: 1
@@ -458,3 +458,26 @@ def test_resume_with_other_search_ranges_is_one_clear_error(tmp_path):
     assert len(err) == 1 and "Traceback" not in r.stderr
     assert "task.yaml: tune.search:" in err[0] and "changed: lora.learning_rate" in err[0]
     assert optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials == []  # nothing ran
+
+
+def test_a_configuration_already_trained_is_not_trained_again(tmp_path):
+    """TPE re-samples points of a discrete space; training is seeded, so a repeat would only
+    spend compute to get the same result. The repeat is pruned at once, with the reason."""
+    from tuner.study import tune_command
+
+    task_file = write_task(tmp_path, tune=QUICK.replace("n_trials: 1", "n_trials: 3") + """\
+    lora.learning_rate: {choices: [0.001]}
+    lora.rank: {choices: [4]}
+    lora.alpha: {choices: [8]}
+    lora.dropout: {choices: [0.0]}
+    lora.target_modules: {choices: [all-linear]}
+    warmup_ratio: {choices: [0.0]}
+    weight_decay: {choices: [0.0]}
+""")
+    trials = sorted(tune_command(load_task(task_file)).study.trials, key=lambda t: t.number)
+    assert trials[0].state == "complete" and trials[0].steps == 2
+    assert len(trials) == 3
+    for t in trials[1:]:
+        assert t.params == trials[0].params
+        assert t.state == "pruned" and t.steps == 0 and t.train_seconds is None
+        assert t.note == "same configuration as trial 0 (complete): not trained again"

@@ -249,6 +249,12 @@ def run_trial(trial, ctx: StudyContext) -> float:
     params = ctx.space.suggest(trial)
     method = METHODS[params["method"]]
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    same = _same_configuration(trial)
+    if same is not None:  # TPE re-samples points of a discrete space; seeded training would repeat the result
+        trial.set_user_attr("steps", 0)
+        trial.set_user_attr("note", f"same configuration as trial {same.number} "
+                                    f"({same.state.name.lower()}): not trained again")
+        raise optuna.TrialPruned()
     if method.name in ctx.local_excluded:
         raise TrialFailed(f"{method.name} does not apply on this worker: {ctx.local_excluded[method.name]}")
     micro, accum = micro_batches(params["batch_size"], tune.micro_batch_size)
@@ -343,6 +349,18 @@ def run_trial(trial, ctx: StudyContext) -> float:
     del model, result
     _free_memory(ctx.device)
     return quality
+
+
+def _same_configuration(trial):
+    """An earlier finished (complete or pruned) trial with exactly these parameters, if any.
+    Retries of failed or interrupted trials have no finished twin, so they still run."""
+    from optuna.trial import TrialState
+
+    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.number != trial.number and t.params == trial.params and not t.user_attrs.get("note", "").startswith(
+                "same configuration as trial"):
+            return t
+    return None
 
 
 def objective(trial, ctx: StudyContext) -> float:
