@@ -96,7 +96,7 @@ class GenerationConfig(Section):
     max_new_tokens: int = Field(32, gt=0, le=4096, description="Answer length limit in tokens.")
     do_sample: bool = Field(False, description="Greedy decoding by default, for reproducible scores.")
     temperature: float = Field(1.0, gt=0)
-    batch_size: int = Field(32, gt=0, description="Eval batch size for throughput (32 measured 4x one-at-a-time on CPU).")
+    batch_size: int = Field(32, gt=0, description="Eval batch size for throughput (batch 32 measured 8.5x one-at-a-time on CPU, bench/results/generation.json).")
     latency_queries: int = Field(16, gt=0, description="Queries timed one at a time for latency p50/p95.")
 
 
