@@ -5,6 +5,8 @@ inference exactly the prompt layout it was trained on.
 """
 from __future__ import annotations
 
+import copy
+import os
 import time
 from dataclasses import dataclass
 
@@ -86,8 +88,6 @@ def generate(model, tokenizer, prompts: list[str], gen, batch_size: int | None =
             mask = torch.tensor([[1] * n_prefix + [0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
             extra = {}
             if prefix_cache is not None:
-                import copy
-
                 extra["past_key_values"] = cache = copy.deepcopy(prefix_cache)
                 cache.batch_repeat_interleave(len(idx))
             out = model.generate(input_ids=input_ids, attention_mask=mask, **kwargs, **extra)
@@ -119,8 +119,6 @@ def _batches(order: list[int], lengths: list[int], batch_size: int, pad_free: bo
 def shared_prefix_length(ids: list[list[int]]) -> int:
     """Tokens all prompts share at the start, leaving every prompt at least one token of its own
     (generation needs one uncached input token); 0 when too short to be worth caching."""
-    import os
-
     n = min(len(os.path.commonprefix(ids)), min(map(len, ids)) - 1)
     return n if n >= MIN_SHARED_PREFIX else 0
 

@@ -67,10 +67,10 @@ def decide(candidates: list[CandidateResult], task, pilot_config: dict | None = 
         )
     eligible = [c for c in candidates if comparisons[c.name].adequate and not comparisons[c.name].violations]
     # Fine-tuning is the last resort: it competes only when no prompt or RAG candidate is adequate.
-    passed_over = []
+    passed_over: set[str] = set()
     if any(c.baseline != "finetune" for c in eligible):
-        passed_over = [c for c in eligible if c.baseline == "finetune"]
-        eligible = [c for c in eligible if c.baseline != "finetune"]
+        passed_over = {c.name for c in eligible if c.baseline == "finetune"}
+        eligible = [c for c in eligible if c.name not in passed_over]
     fallback = not eligible
     if fallback:  # nothing adequate fits the constraints: say so, and pick the best that fits at all
         eligible = [c for c in candidates if not comparisons[c.name].violations] or list(candidates)
@@ -79,10 +79,12 @@ def decide(candidates: list[CandidateResult], task, pilot_config: dict | None = 
     tied = [c for c in eligible if comparisons[c.name].total_cost_usd <= cheapest * (1 + COST_TIE) + 1e-9]
     winner = min(tied, key=lambda c: (c.simplicity, comparisons[c.name].total_cost_usd, -c.quality.mean))
 
-    reasons = _reasons(winner, best, candidates, comparisons, task, fallback, passed_over)
+    # Passed-over fine-tunes that would have cost less than the winner: the verdict says so.
+    cheaper_ft = {n for n in passed_over if comparisons[n].total_cost_usd < comparisons[winner.name].total_cost_usd}
+    reasons = _reasons(winner, best, candidates, comparisons, task, fallback, passed_over, cheaper_ft)
     cautions = _cautions(winner, candidates, task)
     ft_wins = winner.baseline == "finetune"
-    headline = _headline(winner, best, comparisons, ft_wins, passed_over)
+    headline = _headline(winner, best, ft_wins, cheaper_ft)
     return Verdict(
         recommendation=winner.baseline, winner=winner.name, best_quality=best.name, finetune_wins=ft_wins,
         headline=headline, reasons=reasons, cautions=cautions, comparisons=list(comparisons.values()),
@@ -105,12 +107,11 @@ def _q(c: CandidateResult) -> str:
     return f"{c.quality.mean:.3f} (95% CI {c.quality.ci_low:.3f}–{c.quality.ci_high:.3f})"
 
 
-def _headline(winner, best, comparisons, ft_wins, passed_over=()) -> str:
+def _headline(winner, best, ft_wins, cheaper_ft=()) -> str:
     kind = {"prompt": "Prompting is enough", "rag": "Use retrieval (RAG)", "finetune": "Fine-tune"}[winner.baseline]
     if ft_wins:
         return f"{kind}: {winner.name} is significantly better than every prompt and RAG option."
-    cost = comparisons[winner.name].total_cost_usd
-    if any(comparisons[c.name].total_cost_usd < cost for c in passed_over):
+    if cheaper_ft:
         return (f"{kind}: {winner.name} is statistically as good as the best, and fine-tuning is worth "
                 "it only for a significant gain.")
     if winner is best:
@@ -118,7 +119,7 @@ def _headline(winner, best, comparisons, ft_wins, passed_over=()) -> str:
     return f"{kind}: {winner.name} is statistically as good as the best ({best.name}) and costs less."
 
 
-def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=()) -> list[str]:
+def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=(), cheaper_ft=()) -> list[str]:
     cons = task.constraints
     out = [f"{winner.name} scores {_q(winner)} on {winner.quality.n} held-out examples "
            f"({task.metric.name})."]
@@ -136,7 +137,7 @@ def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=
         cmp = comparisons[c.name]
         why = "significantly worse" if not cmp.adequate else (
             "breaks a constraint" if cmp.violations else
-            "adequate, but not significantly better than the prompt and RAG options" if c in passed_over
+            "adequate, but not significantly better than the prompt and RAG options" if c.name in passed_over
             else "adequate but costs more")
         out.append(f"{c.name}: {c.quality.mean:.3f}, {why} (difference to best {cmp.diff_vs_best:+.3f}, "
                    f"p={cmp.p_value:.3f})" + (f"; {'; '.join(cmp.violations)}" if cmp.violations else "") + ".")
@@ -145,7 +146,7 @@ def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=
             if c.baseline == "finetune" and c is not winner:
                 out.append(f"Fine-tuning would cost {usd(c.one_off_cost_usd)} one-off "
                            f"({c.one_off_seconds:.0f} s of training) for a quality of {c.quality.mean:.3f}.")
-                if any(c is p for p in passed_over) and comparisons[c.name].total_cost_usd < comparisons[winner.name].total_cost_usd:
+                if c.name in cheaper_ft:
                     out.append(f"{c.name} would need less compute over {cons.horizon_months:g} months "
                                f"({usd(comparisons[c.name].total_cost_usd)} vs {usd(comparisons[winner.name].total_cost_usd)}: "
                                "a shorter prompt), but brings no significant quality gain; hosting and retraining "

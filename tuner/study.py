@@ -252,6 +252,7 @@ def run_trial(trial, ctx: StudyContext) -> float:
     same = _same_configuration(trial)
     if same is not None:  # TPE re-samples points of a discrete space; seeded training would repeat the result
         trial.set_user_attr("steps", 0)
+        trial.set_user_attr("duplicate_of", same.number)
         trial.set_user_attr("note", f"same configuration as trial {same.number} "
                                     f"({same.state.name.lower()}): not trained again")
         raise optuna.TrialPruned()
@@ -357,8 +358,7 @@ def _same_configuration(trial):
     from optuna.trial import TrialState
 
     for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        if t.number != trial.number and t.params == trial.params and not t.user_attrs.get("note", "").startswith(
-                "same configuration as trial"):
+        if t.number != trial.number and t.params == trial.params and "duplicate_of" not in t.user_attrs:
             return t
     return None
 
@@ -567,6 +567,25 @@ def _enqueue_retries(study, tune) -> int:
     return n
 
 
+def _check_same_search(study, tune, url: str, task_file=None) -> None:
+    """A study's distributions are fixed by the ``tune.search`` it started with: resuming or joining
+    it with other ranges would fail trial after trial, so say so once, before anything runs."""
+    from advisor.data import display_path
+
+    current = {k: v.model_dump(exclude_none=True) for k, v in sorted(tune.search.items())}
+    stored = study.user_attrs.get("search")
+    if stored is None:
+        study.set_user_attr("search", current)
+        return
+    changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if changed:
+        raise AdviseError(
+            f"the study in {_hide_password(url)} was started with other tune.search ranges "
+            f"(changed: {', '.join(changed)}); put them back in task.yaml to continue it, or run "
+            "`advise tune` without --resume to start a new study", file=display_path(task_file) if task_file else None,
+            where="tune.search")
+
+
 def run_study(task, splits, *, run_dir: Path, progress=QUIET, pilot: dict | None = None, storage: str | None = None,
               n_trials: int | None = None, resume: bool = False, enqueue: list[dict] | None = None) -> Study:
     """Run (or resume, or join) the study for ``task``; returns the summary stored in results.json.
@@ -583,7 +602,6 @@ def run_study(task, splits, *, run_dir: Path, progress=QUIET, pilot: dict | None
     from advisor.models import load_model, load_tokenizer, pick_device, resolve_model
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")  # renamed-argument notices
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial's outcome is logged by _log_trial
     tune = task.tune
     run_dir = Path(run_dir)
@@ -932,25 +950,6 @@ def write_trials_csv(trials: list[Trial], path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- `advise tune`
-
-def _check_same_search(study, tune, url: str, task_file=None) -> None:
-    """A study's distributions are fixed by the ``tune.search`` it started with: resuming or joining
-    it with other ranges would fail trial after trial, so say so once, before anything runs."""
-    from advisor.data import display_path
-
-    current = {k: v.model_dump(exclude_none=True) for k, v in sorted(tune.search.items())}
-    stored = study.user_attrs.get("search")
-    if stored is None:
-        study.set_user_attr("search", current)
-        return
-    changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-    if changed:
-        raise AdviseError(
-            f"the study in {_hide_password(url)} was started with other tune.search ranges "
-            f"(changed: {', '.join(changed)}); put them back in task.yaml to continue it, or run "
-            "`advise tune` without --resume to start a new study", file=display_path(task_file) if task_file else None,
-            where="tune.search")
-
 
 def tune_command(task, *, progress=QUIET, resume: bool = False, storage: str | None = None,
                  n_trials: int | None = None):
