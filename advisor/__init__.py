@@ -1,3 +1,5 @@
 """advise: measure prompt-only, RAG and a pilot fine-tune on your own data, then decide."""
 
-__version__ = "0.1.0"
+from foundation import __version__
+
+__all__ = ["__version__"]

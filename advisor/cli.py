@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from advisor.errors import AdviseError
+from foundation.errors import AdviseError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Do we need to fine-tune? Measure prompt-only, RAG and a pilot fine-tune on your own data.")
@@ -40,8 +40,9 @@ def init(folder: Path = typer.Argument(..., help="Folder to create with a commen
 @app.command()
 def validate(task_file: Path = typer.Argument(..., help="task.yaml to check.")):
     """Check a task.yaml and its data without loading any model."""
-    from advisor.config import load_task
-    from advisor.data import load_corpus, load_splits
+    from advisor.tasks import load_task
+    from foundation.corpus import load_corpus
+    from foundation.data import load_splits
 
     task = load_task(task_file)
     splits = load_splits(task)
@@ -61,9 +62,9 @@ def run(task_file: Path = typer.Argument(..., help="task.yaml to run."),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
         no_tune: bool = typer.Option(False, "--no-tune", help="Stop after the verdict even if fine-tuning wins.")):
     """Measure prompt-only, RAG and a pilot fine-tune; give the verdict; tune if fine-tuning wins."""
-    from advisor.config import load_task
+    from advisor.tasks import load_task
     from advisor.pipeline import run_task
-    from advisor.progress import Progress
+    from foundation.progress import Progress
 
     task = load_task(task_file)
     console = _console(quiet, json_out)
@@ -92,7 +93,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
            quiet: bool = typer.Option(False, "--quiet", "-q"),
            json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout.")):
     """Re-render the terminal summary and report.html from results.json, without re-running."""
-    from advisor.results import load_results
+    from foundation.results import load_results
 
     results = load_results(run_dir)
     _finish(results, run_dir if run_dir.is_dir() else run_dir.parent, _console(quiet, json_out), quiet, json_out)
@@ -106,14 +107,14 @@ def tune(task_file: Path = typer.Argument(..., help="task.yaml whose `tune:` sec
          quiet: bool = typer.Option(False, "--quiet", "-q"),
          json_out: bool = typer.Option(False, "--json")):
     """Run (or resume, or join) an Optuna study over PEFT method, rank and learning rate."""
-    from advisor.config import load_task
-    from advisor.progress import Progress
-    from tuner.study import tune_command
+    from advisor.tasks import load_task
+    from foundation.progress import Progress
+    from advisor.pipeline import tune_task
 
     task = load_task(task_file)
     console = _console(quiet, json_out)
     with Progress(console, enabled=not quiet) as progress:
-        results = tune_command(task, progress=progress, resume=resume, storage=storage, n_trials=n_trials)
+        results = tune_task(task, progress=progress, resume=resume, storage=storage, n_trials=n_trials)
     _finish(results, task.run_dir, console, quiet, json_out)
 
 

@@ -21,8 +21,10 @@ prompt and RAG candidate that meets the constraints.
 """
 from __future__ import annotations
 
-from advisor.results import CandidateResult, Comparison, Verdict
-from advisor.stats import paired_bootstrap
+from baselines.base import is_fine_tuned, load_all, simplicity
+from foundation.costs import fmt_money, monthly_cost, total_cost
+from foundation.results import CandidateResult, Comparison, Verdict
+from foundation.stats import judge
 
 RULE = ("adequate = not significantly worse than the best (paired bootstrap, {conf:.0%}) or within "
         "{min_gain:g} of it; drop constraint violations; fine-tuning only when no prompt or RAG candidate is "
@@ -32,44 +34,38 @@ COST_TIE = 0.25
 _STALE = {"weekly", "daily", "monthly"}
 
 
-def total_cost(c: CandidateResult, constraints) -> float:
-    queries = constraints.queries_per_month * constraints.horizon_months
-    return c.one_off_cost_usd + c.cost_per_1k_usd * queries / 1000
-
-
 def violations(c: CandidateResult, constraints) -> list[str]:
     out = []
     if constraints.latency_p95_ms is not None and c.latency.p95_ms > constraints.latency_p95_ms:
         out.append(f"latency p95 {c.latency.p95_ms:.0f} ms > limit {constraints.latency_p95_ms:.0f} ms")
     if constraints.budget_usd is not None and c.one_off_cost_usd > constraints.budget_usd:
-        out.append(f"one-off cost {usd(c.one_off_cost_usd)} > budget {usd(constraints.budget_usd)}")
+        out.append(f"one-off cost {fmt_money(c.one_off_cost_usd)} > budget {fmt_money(constraints.budget_usd)}")
     return out
 
 
-def decide(candidates: list[CandidateResult], task, pilot_config: dict | None = None) -> Verdict:
+def decide(candidates: list[CandidateResult], task) -> Verdict:
     """Apply the rule to measured candidates (all scored on the same eval examples)."""
     if not candidates:
         raise ValueError("no candidates to decide between")
     vc, cons = task.verdict, task.constraints
-    best = max(candidates, key=lambda c: (c.quality.mean, -c.simplicity))
+    best = max(candidates, key=lambda c: (c.quality.mean, -simplicity(c)))
     comparisons: dict[str, Comparison] = {}
     for c in candidates:
         if c is best:
-            test = {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
+            test = {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0, "significantly_worse": False,
+                    "adequate": True}
         else:
-            test = paired_bootstrap(best.scores, c.scores, vc.confidence, vc.bootstrap_samples, task.seed)
-        worse = test["ci_low"] > 0
+            test = judge(best.scores, c.scores, vc, task.seed)
         comparisons[c.name] = Comparison(
             candidate=c.name, diff_vs_best=test["diff"], diff_ci_low=test["ci_low"], diff_ci_high=test["ci_high"],
-            p_value=test["p_value"], significantly_worse=worse,
-            adequate=(not worse) or test["diff"] <= vc.min_gain,
+            p_value=test["p_value"], significantly_worse=test["significantly_worse"], adequate=test["adequate"],
             violations=violations(c, cons), total_cost_usd=total_cost(c, cons),
         )
     eligible = [c for c in candidates if comparisons[c.name].adequate and not comparisons[c.name].violations]
     # Fine-tuning is the last resort: it competes only when no prompt or RAG candidate is adequate.
     passed_over: set[str] = set()
-    if any(c.baseline != "finetune" for c in eligible):
-        passed_over = {c.name for c in eligible if c.baseline == "finetune"}
+    if any(not is_fine_tuned(c) for c in eligible):
+        passed_over = {c.name for c in eligible if is_fine_tuned(c)}
         eligible = [c for c in eligible if c.name not in passed_over]
     fallback = not eligible
     if fallback:  # nothing adequate fits the constraints: say so, and pick the best that fits at all
@@ -77,38 +73,29 @@ def decide(candidates: list[CandidateResult], task, pilot_config: dict | None = 
         eligible = [max(eligible, key=lambda c: c.quality.mean)]
     cheapest = min(comparisons[c.name].total_cost_usd for c in eligible)
     tied = [c for c in eligible if comparisons[c.name].total_cost_usd <= cheapest * (1 + COST_TIE) + 1e-9]
-    winner = min(tied, key=lambda c: (c.simplicity, comparisons[c.name].total_cost_usd, -c.quality.mean))
+    winner = min(tied, key=lambda c: (simplicity(c), comparisons[c.name].total_cost_usd, -c.quality.mean))
 
     # Passed-over fine-tunes that would have cost less than the winner: the verdict says so.
     cheaper_ft = {n for n in passed_over if comparisons[n].total_cost_usd < comparisons[winner.name].total_cost_usd}
     reasons = _reasons(winner, best, candidates, comparisons, task, fallback, passed_over, cheaper_ft)
     cautions = _cautions(winner, candidates, task)
-    ft_wins = winner.baseline == "finetune"
+    ft_wins = is_fine_tuned(winner)
     headline = _headline(winner, best, ft_wins, cheaper_ft)
     return Verdict(
         recommendation=winner.baseline, winner=winner.name, best_quality=best.name, finetune_wins=ft_wins,
         headline=headline, reasons=reasons, cautions=cautions, comparisons=list(comparisons.values()),
         rule=RULE.format(conf=vc.confidence, min_gain=vc.min_gain, horizon=cons.horizon_months,
                          volume=cons.queries_per_month),
-        pilot_config=pilot_config if ft_wins else None,
     )
 
 
-def usd(x: float) -> str:
-    """Money with the precision small amounts need: $12.34, $0.0042, <$0.0001."""
-    if x == 0:
-        return "$0"
-    if x < 0.0001:
-        return "<$0.0001"
-    return f"${x:,.2f}" if x >= 0.1 else f"${x:.2g}" if x < 0.01 else f"${x:.3f}"
-
-
-def _q(c: CandidateResult) -> str:
-    return f"{c.quality.mean:.3f} (95% CI {c.quality.ci_low:.3f}–{c.quality.ci_high:.3f})"
+def _q(c: CandidateResult, confidence: float) -> str:
+    return f"{c.quality.mean:.3f} ({confidence:.0%} CI {c.quality.ci_low:.3f}–{c.quality.ci_high:.3f})"
 
 
 def _headline(winner, best, ft_wins, cheaper_ft=()) -> str:
-    kind = {"prompt": "Prompting is enough", "rag": "Use retrieval (RAG)", "finetune": "Fine-tune"}[winner.baseline]
+    entry = load_all().get(winner.baseline)
+    kind = entry.headline if entry is not None else f"Use {winner.name}"
     if ft_wins:
         return f"{kind}: {winner.name} is significantly better than every prompt and RAG option."
     if cheaper_ft:
@@ -120,13 +107,13 @@ def _headline(winner, best, ft_wins, cheaper_ft=()) -> str:
 
 
 def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=(), cheaper_ft=()) -> list[str]:
-    cons = task.constraints
-    out = [f"{winner.name} scores {_q(winner)} on {winner.quality.n} held-out examples "
+    cons, conf = task.constraints, task.verdict.confidence
+    out = [f"{winner.name} scores {_q(winner, conf)} on {winner.quality.n} held-out examples "
            f"({task.metric.name})."]
     if winner is not best:
         cmp = comparisons[winner.name]
-        out.append(f"The best, {best.name}, scores {_q(best)}; the difference {cmp.diff_vs_best:+.3f} "
-                   f"(95% CI {cmp.diff_ci_low:+.3f} to {cmp.diff_ci_high:+.3f}) is "
+        out.append(f"The best, {best.name}, scores {_q(best, conf)}; the difference {cmp.diff_vs_best:+.3f} "
+                   f"({conf:.0%} CI {cmp.diff_ci_low:+.3f} to {cmp.diff_ci_high:+.3f}) is "
                    + ("within the min_gain of {:g}.".format(task.verdict.min_gain) if cmp.significantly_worse
                       else "not significant."))
         if comparisons[best.name].violations:
@@ -141,20 +128,20 @@ def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=
             else "adequate but costs more")
         out.append(f"{c.name}: {c.quality.mean:.3f}, {why} (difference to best {cmp.diff_vs_best:+.3f}, "
                    f"p={cmp.p_value:.3f})" + (f"; {'; '.join(cmp.violations)}" if cmp.violations else "") + ".")
-    if winner.baseline != "finetune":
+    if not is_fine_tuned(winner):
         for c in candidates:
-            if c.baseline == "finetune" and c is not winner:
-                out.append(f"Fine-tuning would cost {usd(c.one_off_cost_usd)} one-off "
+            if is_fine_tuned(c):
+                out.append(f"Fine-tuning would cost {fmt_money(c.one_off_cost_usd)} one-off "
                            f"({c.one_off_seconds:.0f} s of training) for a quality of {c.quality.mean:.3f}.")
                 if c.name in cheaper_ft:
                     out.append(f"{c.name} would need less compute over {cons.horizon_months:g} months "
-                               f"({usd(comparisons[c.name].total_cost_usd)} vs {usd(comparisons[winner.name].total_cost_usd)}: "
-                               "a shorter prompt), but brings no significant quality gain; hosting and retraining "
-                               "a custom model are not in that figure.")
-    monthly = winner.cost_per_1k_usd * cons.queries_per_month / 1000
-    out.append(f"At {cons.queries_per_month:,} queries/month {winner.name} costs {usd(monthly)}/month "
-               f"({usd(winner.cost_per_1k_usd)} per 1,000 queries, p95 latency {winner.latency.p95_ms:.0f} ms), "
-               f"{usd(comparisons[winner.name].total_cost_usd)} over {cons.horizon_months:g} months.")
+                               f"({fmt_money(comparisons[c.name].total_cost_usd)} vs "
+                               f"{fmt_money(comparisons[winner.name].total_cost_usd)}: a shorter prompt), but brings "
+                               "no significant quality gain; hosting and retraining a custom model are not in that figure.")
+    out.append(f"At {cons.queries_per_month:,} queries/month {winner.name} costs "
+               f"{fmt_money(monthly_cost(winner.cost_per_1k_usd, cons))}/month "
+               f"({fmt_money(winner.cost_per_1k_usd)} per 1,000 queries, p95 latency {winner.latency.p95_ms:.0f} ms), "
+               f"{fmt_money(comparisons[winner.name].total_cost_usd)} over {cons.horizon_months:g} months.")
     if fallback:
         out.append("No candidate that is statistically as good as the best meets the constraints; "
                    "this is the best candidate that does. Consider relaxing the constraints.")
@@ -164,10 +151,10 @@ def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=
 def _cautions(winner, candidates, task) -> list[str]:
     out = []
     changes = task.constraints.knowledge_changes
-    if winner.baseline == "finetune" and changes in _STALE:
+    if is_fine_tuned(winner) and changes in _STALE:
         out.append(f"The knowledge changes {changes}: a fine-tuned model freezes it and goes stale. "
                    "Re-index with RAG instead, or combine FT + RAG so facts come from retrieval.")
-    if winner.baseline == "finetune" and any(c.baseline == "rag" for c in candidates):
+    if is_fine_tuned(winner) and any(c.baseline == "rag" for c in candidates):
         out.append("Fine-tuning and RAG combine: gains from both add up in published studies.")
     if winner.quality.n < 30:
         out.append(f"Only {winner.quality.n} eval examples: confidence intervals are wide; more held-out data "

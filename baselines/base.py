@@ -1,7 +1,16 @@
 """The baseline interface and its registry.
 
 A baseline is one function: given the run context (task, splits, loaded model), return the
-measured candidates. Adding one is a module with ``@register_baseline("name")`` plus a test.
+measured candidates. Its registry entry carries every fact the verdict and the reports need,
+so adding a baseline is one module with one ``@register_baseline(...)``, a section of the same
+name under ``baselines:`` in ``foundation.config.BaselinesConfig``, and a test:
+
+    @register_baseline("prompt", order=0, kind="Prompt only", headline="Prompting is enough",
+                       action="Ship the base model with a good prompt; ...")
+    def run_prompt(ctx: RunContext) -> list[CandidateResult]: ...
+
+``order`` is both the run order and the simplicity the verdict breaks ties with (lower is
+simpler); ``fine_tuned`` marks the options the verdict treats as the last resort.
 """
 from __future__ import annotations
 
@@ -9,50 +18,83 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from advisor.progress import QUIET, Progress
-from advisor.results import CandidateResult
+from foundation.progress import QUIET, Progress
+from foundation.results import CandidateResult
 
 
 @dataclass
 class RunContext:
     task: Any  # TaskConfig
-    splits: Any  # advisor.data.Splits
+    splits: Any  # foundation.data.Splits
     corpus: list
     model: Any
     tokenizer: Any
     device: str
     run_dir: Path
     progress: Progress = QUIET
-    extras: dict = field(default_factory=dict)  # results a later stage needs (e.g. the pilot config)
+    extras: dict = field(default_factory=dict)  # what one baseline leaves for a later one (e.g. retrieval hits)
     _embedder: Any = None
 
     @property
     def embedder(self):
         """Loaded on first use: only RAG and the embedding metric need it."""
         if self._embedder is None:
-            from advisor.models import load_embedder, resolve_embedder
+            from foundation.models import load_embedder, resolve_embedder
 
             self._embedder = load_embedder(resolve_embedder(self.task.embedder, self.task.base_dir), "cpu")
         return self._embedder
 
 
 BaselineFn = Callable[[RunContext], list[CandidateResult]]
-BASELINES: dict[str, BaselineFn] = {}
-ORDER = ("prompt", "rag", "finetune")
 
 
-def register_baseline(name: str):
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    run: BaselineFn
+    order: int  # run order, and simplicity when the verdict breaks a tie (lower = simpler)
+    kind: str  # a reader's name for the option: "Retrieval (RAG)"
+    headline: str  # how the verdict's headline starts when it wins: "Use retrieval (RAG)"
+    action: str  # what to ship, in one sentence for a manager
+    fine_tuned: bool = False  # trains weights: the verdict's last resort
+
+    def enabled(self, task) -> bool:
+        return getattr(task.baselines, self.name).enabled
+
+
+BASELINES: dict[str, Baseline] = {}
+
+
+def register_baseline(name: str, *, order: int, kind: str, headline: str, action: str, fine_tuned: bool = False):
+    """Decorator adding a baseline to ``BASELINES``; names and orders must be unique."""
+
     def wrap(fn: BaselineFn) -> BaselineFn:
         if name in BASELINES:
             raise ValueError(f"baseline {name!r} is already registered")
-        BASELINES[name] = fn
+        if any(b.order == order for b in BASELINES.values()):
+            raise ValueError(f"baseline {name!r}: order {order} is taken")
+        BASELINES[name] = Baseline(name, fn, order, kind, headline, action, fine_tuned)
         return fn
 
     return wrap
 
 
-def load_all() -> dict[str, BaselineFn]:
-    """Import the built-in baselines so they register themselves."""
-    from baselines import finetune, prompt, rag  # noqa: F401
+def load_all() -> dict[str, Baseline]:
+    """Every registered baseline, in run order (simplest first). The package's ``__init__`` imports
+    the built-in ones, so they are registered before anyone can import this module."""
+    return dict(sorted(BASELINES.items(), key=lambda kv: kv[1].order))
 
-    return BASELINES
+
+def baseline_of(candidate: CandidateResult) -> Baseline | None:
+    """The registry entry that measured ``candidate`` (None for a name this version does not know)."""
+    return load_all().get(candidate.baseline)
+
+
+def simplicity(candidate: CandidateResult) -> int:
+    entry = baseline_of(candidate)
+    return entry.order if entry is not None else len(BASELINES)
+
+
+def is_fine_tuned(candidate: CandidateResult) -> bool:
+    entry = baseline_of(candidate)
+    return entry.fine_tuned if entry is not None else candidate.config is not None

@@ -1,68 +1,63 @@
-"""Pilot fine-tune baseline: a short LoRA SFT (TRL + PEFT) on train, evaluated with the task prompt."""
+"""Pilot fine-tune baseline: a fixed trial of the tuner's LoRA method (TRL + PEFT) on train,
+evaluated on the eval split with the task prompt. Its :class:`TrialConfig` is recorded on the
+candidate, and the study runs it first when fine-tuning wins."""
 from __future__ import annotations
 
-from advisor.generation import build_messages, generate, render_prompt
-from advisor.measure import CandidateRun, measure_candidate
+from foundation.generation import generate, task_prompts
+from foundation.measure import CandidateRun, measure_candidate
+from foundation.results import TrialConfig
 from baselines.base import RunContext, register_baseline
 
 
-def pilot_config(task) -> dict:
+def pilot_config(task) -> TrialConfig:
+    """``baselines.finetune`` as the configuration of a LoRA trial."""
     cfg = task.baselines.finetune
-    return {"method": "lora", "rank": cfg.rank, "alpha": cfg.alpha, "learning_rate": cfg.learning_rate,
-            "target_modules": cfg.target_modules, "max_steps": cfg.max_steps, "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size, "max_seq_length": cfg.max_seq_length}
+    return TrialConfig(method="lora", params={
+        "rank": cfg.rank, "alpha": cfg.alpha, "dropout": 0.0, "target_modules": cfg.target_modules,
+        "learning_rate": cfg.learning_rate, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+        "warmup_ratio": 0.0, "weight_decay": 0.0,
+    }, max_steps=cfg.max_steps, max_seq_length=cfg.max_seq_length, time_budget_s=cfg.time_budget_s)
 
 
-def lora_config(task):
-    from peft import LoraConfig
-
-    cfg = task.baselines.finetune
-    targets = cfg.target_modules if cfg.target_modules == "all-linear" else [
-        m.strip() for m in cfg.target_modules.split(",") if m.strip()]
-    return LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.0, target_modules=targets,
-                      task_type="CAUSAL_LM")
-
-
-@register_baseline("finetune")
+@register_baseline("finetune", order=2, kind="Fine-tuned model", headline="Fine-tune", fine_tuned=True,
+                   action="Fine-tune the model: prompting and retrieval are not good enough for this task.")
 def run_finetune(ctx: RunContext):
-    from advisor.models import load_model, resolve_model
-    from tuner.training import TrainSettings, train_sft
+    from foundation.models import resolve_model
+    from tuner.artifacts import save_trial
+    from tuner.modelfacts import model_facts
+    from tuner.trial import TrainingKit, train_config, trial_record
 
-    task, cfg = ctx.task, ctx.task.baselines.finetune
-    # A fresh copy of the base model: the other baselines keep using the untouched one.
-    base = load_model(resolve_model(task.model, task.base_dir), device=ctx.device,
-                      trust_remote_code=task.trust_remote_code, seed=task.seed)
-    settings = TrainSettings(max_steps=cfg.max_steps, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-                             batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
-                             time_budget_s=cfg.time_budget_s, seed=task.seed,
-                             output_dir=str(ctx.run_dir / "adapters" / ".trainer"))
-    from advisor.resources import PeakMemory
-    from tuner.training import plan_steps
-
-    with ctx.progress.task("Pilot fine-tune (LoRA)", total=plan_steps(len(ctx.splits.train), settings)) as advance:
-        with PeakMemory(ctx.device) as mem:
-            result = train_sft(base, ctx.tokenizer, ctx.splits.train, system=task.prompt.system,
-                               template=task.prompt.template, settings=settings, adapter=lora_config(task),
-                               device=ctx.device, on_step=lambda step, total: advance())
+    task = ctx.task
+    config = pilot_config(task)
+    kit = TrainingKit(task=task, records=ctx.splits.train, device=ctx.device,
+                      source=resolve_model(task.model, task.base_dir), tokenizer=ctx.tokenizer,
+                      facts=model_facts(ctx.model, ctx.device), progress=ctx.progress)
+    # The pilot's batch is its micro-batch: no accumulation unless memory forces it.
+    trained = train_config(config, kit, micro_batch_size=int(config.params["batch_size"]),
+                           label="Pilot fine-tune (LoRA)")
     adapter_dir = ctx.run_dir / "adapters" / "pilot"
-    result.model.save_pretrained(adapter_dir)
-    ctx.extras["pilot"] = {"config": pilot_config(task), "adapter_dir": str(adapter_dir)}
-    model, tok = result.model, ctx.tokenizer
-    prompts = [render_prompt(tok, build_messages(r, task.prompt.system, task.prompt.template.format(input=r.input)))
-               for r in ctx.splits.eval]
+    save_trial(adapter_dir, trained.method, trained.model, trained.init_dir, trial_record(task, config, None),
+               ctx.tokenizer)
+    model, tok, result = trained.model, ctx.tokenizer, trained.result
+    prompts = task_prompts(tok, task.prompt, ctx.splits.eval)
 
     def answer_one(i):
         return generate(model, tok, [prompts[i]], task.generation, batch_size=1)
 
-    details = {**pilot_config(task), "steps": result.steps, "train_seconds": result.train_seconds,
+    details = {"method": config.method, **config.params, "max_steps": config.max_steps,
+               "max_seq_length": config.max_seq_length, "steps": result.steps, "train_seconds": result.train_seconds,
                "tokens_seen": result.tokens_seen, "tokens_per_second": result.tokens_per_second,
                "final_loss": result.final_loss, "trainable_params": result.trainable_params,
                "total_params": result.total_params, "stopped": result.stopped_reason,
-               "train_peak_memory_mb": mem.peak_mb, "adapter_dir": str(adapter_dir.relative_to(ctx.run_dir))}
+               "train_peak_memory_mb": trained.peak_memory_mb,
+               "adapter_dir": str(adapter_dir.relative_to(ctx.run_dir))}
+    if trained.notes:
+        details["notes"] = trained.notes
     candidate = measure_candidate(ctx, CandidateRun(
         name="finetune", baseline="finetune",
-        description=f"pilot LoRA r={cfg.rank} on {len(ctx.splits.train)} train examples, {result.steps} steps",
-        model=model, prompts=prompts, answer_one=answer_one, details=details, one_off_seconds=result.train_seconds))
-    candidate.peak_memory_mb = max(candidate.peak_memory_mb, mem.peak_mb)
-    del model, base
+        description=f"pilot LoRA r={config.params['rank']} on {len(ctx.splits.train)} train examples, "
+                    f"{result.steps} steps",
+        model=model, prompts=prompts, answer_one=answer_one, details=details, one_off_seconds=result.train_seconds,
+        config=config))
+    candidate.peak_memory_mb = max(candidate.peak_memory_mb, trained.peak_memory_mb)
     return [candidate]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import random
 
-from advisor.generation import build_messages, render_prompt
-from advisor.measure import CandidateRun, measure_candidate
+from foundation.generation import generate, task_prompts
+from foundation.measure import CandidateRun, measure_candidate
 from baselines.base import RunContext, register_baseline
 
 
@@ -18,19 +18,17 @@ def pick_demos(train, k: int, seed: int):
 
 def prompt_candidate(ctx: RunContext, name: str, demos, description: str) -> CandidateRun:
     task, tok = ctx.task, ctx.tokenizer
-    prompts = [render_prompt(tok, build_messages(r, task.prompt.system, task.prompt.template.format(input=r.input), demos))
-               for r in ctx.splits.eval]
+    prompts = task_prompts(tok, task.prompt, ctx.splits.eval, demos)
 
     def answer_one(i):
-        from advisor.generation import generate
-
         return generate(ctx.model, tok, [prompts[i]], task.generation, batch_size=1)
 
     return CandidateRun(name=name, baseline="prompt", description=description, model=ctx.model,
                         prompts=prompts, answer_one=answer_one, details={"few_shot_k": len(demos)})
 
 
-@register_baseline("prompt")
+@register_baseline("prompt", order=0, kind="Prompt only", headline="Prompting is enough",
+                   action="Ship the base model with a good prompt; no retrieval and no fine-tuning are needed.")
 def run_prompt(ctx: RunContext):
     cfg = ctx.task.baselines.prompt
     out = [measure_candidate(ctx, prompt_candidate(ctx, "prompt-zero-shot", [], "base model, task prompt, no examples"))]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.generation import build_messages, generate, render_prompt
-from advisor.measure import CandidateRun, measure_candidate
+from foundation.generation import build_messages, generate, render_prompt, task_messages
+from foundation.measure import CandidateRun, measure_candidate
 from baselines.base import RunContext, register_baseline
 
 
@@ -119,7 +119,9 @@ def load_or_build_index(ctx: RunContext, items: list[Chunk], folder: Path):
     return index, False, seconds
 
 
-@register_baseline("rag")
+@register_baseline("rag", order=1, kind="Retrieval (RAG)", headline="Use retrieval (RAG)",
+                   action="Ship retrieval-augmented generation (RAG): the base model answers with passages "
+                          "looked up in your documents. No fine-tuning is needed.")
 def run_rag(ctx: RunContext):
     task, cfg, tok = ctx.task, ctx.task.baselines.rag, ctx.tokenizer
     eval_recs = ctx.splits.eval
@@ -137,9 +139,7 @@ def run_rag(ctx: RunContext):
             context = "\n\n".join(f"[{items[j].source}] {items[j].text}" for j in hits)
             user = task.prompt.rag_template.format(input=record.input, context=context)
             return render_prompt(tok, build_messages(record, task.prompt.system, user))
-        demos = [ctx.splits.train[j] for j in hits]
-        return render_prompt(tok, build_messages(record, task.prompt.system,
-                                                 task.prompt.template.format(input=record.input), demos))
+        return render_prompt(tok, task_messages(task.prompt, record, [ctx.splits.train[j] for j in hits]))
 
     start = time.perf_counter()
     _, hits = index.search(embed(ctx.embedder, [r.input for r in eval_recs]), k)
@@ -155,8 +155,7 @@ def run_rag(ctx: RunContext):
     details = {"kind": kind, "top_k": k, "items_indexed": len(items), "index": index_kind(cfg.index, len(items)),
                "index_requested": cfg.index, "index_reused": reused,
                "index_build_seconds": build_seconds, "retrieval_seconds": retrieval_seconds}
-    if ctx.extras is not None:
-        ctx.extras["rag_hits"] = [[items[j].source for j in h] for h in hits]
+    ctx.extras["rag_hits"] = [[items[j].source for j in h] for h in hits]
     return [measure_candidate(ctx, CandidateRun(
         name="rag", baseline="rag", description=description, model=ctx.model, prompts=prompts,
         answer_one=answer_one, details=details, one_off_seconds=build_seconds, extra_seconds=retrieval_seconds))]

@@ -51,14 +51,14 @@ def llama_1b_config():
 def smollm_config():
     from transformers import AutoConfig
 
-    from advisor.models import bundled_model_dir
+    from foundation.models import bundled_model_dir
 
     return AutoConfig.from_pretrained(bundled_model_dir())
 
 
 def records(n: int, seed: int = 0):
     """Variable-length records (~40-450 prompt tokens, ~15-60 answer tokens) so that packing matters."""
-    from advisor.data import Record
+    from foundation.records import Record
 
     rng = random.Random(seed)
     out = []
@@ -116,11 +116,12 @@ def run_config(model_name: str, method: str, packing: bool, args, tokenizer, rec
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM
 
+    from foundation.config import PromptConfig
     from tuner.training import TrainSettings, train_sft
 
     cfg = {"smollm2-135m": smollm_config, "llama-1b": llama_1b_config}[model_name]()
     if args.cpu_debug:
-        from advisor.models import tiny_config
+        from foundation.models import tiny_config
 
         cfg = tiny_config()
     torch.manual_seed(0)
@@ -143,7 +144,7 @@ def run_config(model_name: str, method: str, packing: bool, args, tokenizer, rec
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     try:
-        result = train_sft(model, tokenizer, recs, system=SYSTEM, template=TEMPLATE, settings=settings,
+        result = train_sft(model, tokenizer, recs, prompt=PromptConfig(system=SYSTEM, template=TEMPLATE), settings=settings,
                            adapter=adapter, callbacks=[clock], device=device)
     finally:
         trl.SFTConfig = original
@@ -192,7 +193,7 @@ def main(argv=None) -> dict:
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
 
-    from advisor.models import load_tokenizer, resolve_model
+    from foundation.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model("default"))
     peak = measure_peak_tflops(device, dtype, n=1024 if args.cpu_debug else 8192)

@@ -93,7 +93,7 @@ def main(argv=None) -> dict:
             subprocess.run([*advise_cmd(), "init", str(work / "scaffold")], check=True, capture_output=True)
             task_file = work / "scaffold" / "task.yaml"
             origin = "advise init scaffold"
-        from advisor.config import load_task
+        from advisor.tasks import load_task
 
         task = load_task(task_file)
         cmd = [*advise_cmd(), "run", str(task_file), "--quiet"] + (["--no-tune"] if args.no_tune else [])

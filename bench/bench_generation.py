@@ -1,4 +1,4 @@
-"""Evaluation generation: our batched ``advisor.generation.generate`` vs one-at-a-time HF ``generate``.
+"""Evaluation generation: our batched ``foundation.generation.generate`` vs one-at-a-time HF ``generate``.
 
 Same model (bundled SmolLM2-135M-Instruct, fp32 on CPU), same ~32 chat prompts (ticket routing,
 rendered with the product's ``build_messages`` + ``render_prompt``), greedy, same
@@ -53,9 +53,9 @@ def main(argv=None) -> dict:
     quiet_libraries()
     import torch
 
-    from advisor.config import GenerationConfig
-    from advisor.generation import build_messages, generate, render_prompt, shared_prefix_length
-    from advisor.models import load_model, load_tokenizer, resolve_model
+    from foundation.config import GenerationConfig
+    from foundation.generation import build_messages, generate, render_prompt, shared_prefix_length
+    from foundation.models import load_model, load_tokenizer, resolve_model
 
     source = resolve_model("default")
     tokenizer = load_tokenizer(source)

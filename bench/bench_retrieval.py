@@ -171,7 +171,7 @@ def main(argv=None) -> dict:
     quiet_libraries()
     import faiss
 
-    from advisor.models import load_embedder, resolve_embedder
+    from foundation.models import load_embedder, resolve_embedder
 
     embedder = load_embedder(resolve_embedder("default"))
     emb = bench_embedding(embedder, args.chunks, args.reps)

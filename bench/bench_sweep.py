@@ -94,8 +94,8 @@ def write_task(folder: Path, args, name: str, pruner: str) -> Path:
 def run(folder: Path, args, name: str, grid: bool):
     import optuna
 
-    from advisor.config import load_task
-    from advisor.data import load_splits
+    from advisor.tasks import load_task
+    from foundation.data import load_splits
     from tuner.study import run_study
 
     task = load_task(write_task(folder, args, name, "none" if grid else "hyperband"))

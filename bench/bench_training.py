@@ -35,7 +35,7 @@ def lora():
 
 
 def fresh_model():
-    from advisor.models import load_model, resolve_model
+    from foundation.models import load_model, resolve_model
 
     return load_model(resolve_model("default"), device="cpu")
 
@@ -49,6 +49,7 @@ def settings_for(steps: int, batch_size: int, max_len: int):
 
 def run_ours(tokenizer, records, settings, capture: list | None = None):
     """One ``train_sft`` run; with ``capture`` given, record every batch the trainer computes a loss on."""
+    from foundation.config import PromptConfig
     from tuner.training import _plain_loss_trainer, train_sft
 
     trainer_cls = _plain_loss_trainer()  # what train_sft uses off CUDA
@@ -62,7 +63,7 @@ def run_ours(tokenizer, records, settings, capture: list | None = None):
     try:
         model = fresh_model()
         t0 = time.perf_counter()
-        result = train_sft(model, tokenizer, records, system=SYSTEM, template=TEMPLATE, settings=settings,
+        result = train_sft(model, tokenizer, records, prompt=PromptConfig(system=SYSTEM, template=TEMPLATE), settings=settings,
                            adapter=lora(), device="cpu")
         call_seconds = time.perf_counter() - t0
     finally:
@@ -110,7 +111,7 @@ def main(argv=None) -> dict:
     quiet_libraries()
     import torch
 
-    from advisor.models import load_tokenizer, resolve_model
+    from foundation.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model("default"))
     records = synthetic_tickets(args.records)

@@ -29,30 +29,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # On a shared, oversubscribed CPU the default (one thread per core) makes every small op wait at
 # an OpenMP barrier for a descheduled thread: a batch-1 forward of SmolLM2-135M measured 2-4 s
 # with 2 threads vs 0.2 s with 1 thread on the 2-core machine under load. Unset = torch's default.
+from foundation.runinfo import quiet_libraries  # noqa: E402,F401  (the product's own, for the benches)
+
 BENCH_THREADS = os.environ.get("BENCH_THREADS")
 if BENCH_THREADS:
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[_var] = BENCH_THREADS
-
-
-def quiet_libraries() -> None:
-    """Silence progress bars and info logs from datasets/transformers."""
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    try:
-        import datasets
-
-        datasets.disable_progress_bars()
-    except ImportError:
-        pass
-    try:
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def _cpu_model() -> str:
@@ -195,7 +177,7 @@ def synthetic_tickets(n: int, seed: int = 0):
     benchmarks, so the benchmarks do not depend on any example folder."""
     import random
 
-    from advisor.data import Record
+    from foundation.records import Record
 
     rng = random.Random(seed)
     queues = {

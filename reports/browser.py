@@ -164,31 +164,9 @@ def check_report(path: str | Path, *, screenshot: str | Path | None = None, widt
             result.page_width = probe["width"]
             if screenshot is not None:
                 shot_height = min(int(probe["height"]), max_height) if full_page else height
-                tools.call("Emulation.setDeviceMetricsOverride", width=width, height=shot_height,
-                           deviceScaleFactor=1, mobile=width < 700)
-                data = tools.call("Page.captureScreenshot", format="png",
-                                  clip={"x": 0, "y": 0, "width": width, "height": shot_height, "scale": 1},
-                                  captureBeyondViewport=True)["data"]
-                out = Path(screenshot)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(base64.b64decode(data))
-                result.screenshot = out
+                result.screenshot = _screenshot(tools, Path(screenshot), width, shot_height)
             tools.pump(0.2)
-            for ev in tools.events:
-                method, p = ev["method"], ev.get("params", {})
-                if method == "Network.requestWillBeSent":
-                    result.requests.append(p["request"]["url"])
-                elif method == "Runtime.consoleAPICalled":
-                    text = " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
-                    result.console.append((p.get("type", "log"), text))
-                elif method == "Log.entryAdded":
-                    entry = p.get("entry", {})
-                    result.console.append((entry.get("level", "info"), entry.get("text", "")))
-                elif method == "Runtime.exceptionThrown":
-                    d = p.get("exceptionDetails", {})
-                    result.exceptions.append(d.get("exception", {}).get("description") or d.get("text", ""))
-                elif method == "Page.javascriptDialogOpening":
-                    result.dialogs.append(p.get("message", ""))
+            _collect_events(tools.events, result)
         finally:
             if tools is not None:
                 try:
@@ -204,6 +182,36 @@ def check_report(path: str | Path, *, screenshot: str | Path | None = None, widt
             if proc.stderr:
                 proc.stderr.close()
     return result
+
+
+def _screenshot(tools, out: Path, width: int, height: int) -> Path:
+    tools.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+               mobile=width < 700)
+    data = tools.call("Page.captureScreenshot", format="png",
+                      clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+                      captureBeyondViewport=True)["data"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(base64.b64decode(data))
+    return out
+
+
+def _collect_events(events: list[dict], result: PageCheck) -> None:
+    """Requests, console messages, exceptions and dialogs from the DevTools events."""
+    for ev in events:
+        method, p = ev["method"], ev.get("params", {})
+        if method == "Network.requestWillBeSent":
+            result.requests.append(p["request"]["url"])
+        elif method == "Runtime.consoleAPICalled":
+            text = " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+            result.console.append((p.get("type", "log"), text))
+        elif method == "Log.entryAdded":
+            entry = p.get("entry", {})
+            result.console.append((entry.get("level", "info"), entry.get("text", "")))
+        elif method == "Runtime.exceptionThrown":
+            d = p.get("exceptionDetails", {})
+            result.exceptions.append(d.get("exception", {}).get("description") or d.get("text", ""))
+        elif method == "Page.javascriptDialogOpening":
+            result.dialogs.append(p.get("message", ""))
 
 
 def main(argv: list[str] | None = None) -> int:

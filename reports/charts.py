@@ -12,8 +12,8 @@ from typing import Sequence
 
 from markupsafe import Markup, escape
 
-from reports.build import (HistoryPoint, MethodRow, QualityCostPoint, TrialRow, fmt_money, fmt_ms,
-                           fmt_quality)
+from reports.format import fmt_money, fmt_ms, fmt_quality
+from reports.view import HistoryPoint, MethodRow, QualityCostPoint, TrialRow
 
 LEFT, RIGHT, TOP, BOTTOM = 64, 24, 16, 52
 CHAR_W = 6.6  # average glyph width at 11px, for placing labels
@@ -161,8 +161,9 @@ def _pct_tick(v: float) -> str:
 
 # ---------------------------------------------------------------- candidates
 
-def quality_cost_chart(points: Sequence[QualityCostPoint], *, x_label: str, W: int = 860, H: int = 400) -> Markup:
-    """Quality (with its 95% CI) against total cost, one point per candidate."""
+def quality_cost_chart(points: Sequence[QualityCostPoint], *, x_label: str, ci: str, W: int = 860,
+                       H: int = 400) -> Markup:
+    """Quality (with its interval, labelled ``ci``) against total cost, one point per candidate."""
     if not points:
         return Markup("")
     x = _x_scale([p.cost_usd for p in points], W)
@@ -171,7 +172,7 @@ def quality_cost_chart(points: Sequence[QualityCostPoint], *, x_label: str, W: i
     for p in points:
         px, py = x(p.cost_usd), y(p.quality)
         cls = "win" if p.winner else "cand"
-        tip = f"{p.name}: {fmt_quality(p.quality)} (95% CI {fmt_quality(p.ci_low)}–{fmt_quality(p.ci_high)}), " \
+        tip = f"{p.name}: {fmt_quality(p.quality)} ({ci} {fmt_quality(p.ci_low)}–{fmt_quality(p.ci_high)}), " \
               f"{fmt_money(p.cost_usd)}"
         body.append(f'<g class="{cls}"><title>{escape(tip)}</title>'
                     f'<line class="ci" x1="{px:.1f}" x2="{px:.1f}" y1="{y(p.ci_low):.1f}" y2="{y(p.ci_high):.1f}"/>'
@@ -181,7 +182,7 @@ def quality_cost_chart(points: Sequence[QualityCostPoint], *, x_label: str, W: i
         labels.append((px, py, f"{p.name}{'  ★ recommended' if p.winner else ''}",
                        "ptlabel win-label" if p.winner else "ptlabel"))
     body += _place_labels(labels, W, H)
-    return _frame(x, y, x_label + (" (log scale)" if x.log else ""), "Quality (95% CI)", _money_tick, _pct_tick,
+    return _frame(x, y, x_label + (" (log scale)" if x.log else ""), f"Quality ({ci})", _money_tick, _pct_tick,
                   body, "Quality against cost for each candidate", W, H)
 
 

@@ -4,7 +4,7 @@ The page is a Jinja2 template with autoescape on (a model answer ``<script>`` sh
 inline CSS, and charts as inline SVG (``reports.charts``): no scripts, fonts or images are
 fetched from anywhere.
 
->>> from advisor.results import load_results                        # doctest: +SKIP
+>>> from foundation.results import load_results                        # doctest: +SKIP
 >>> write_html(load_results("runs/demo"), "runs/demo")              # doctest: +SKIP
 PosixPath('runs/demo/report.html')
 """
@@ -14,9 +14,11 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from advisor.results import Results
-from reports import build as b
+from foundation.results import Results
 from reports import charts
+from reports import format as f
+from reports.build import build_report
+from reports.view import Report
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -24,17 +26,18 @@ TEMPLATES = Path(__file__).with_name("templates")
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(q=b.fmt_quality, money=b.fmt_money, ms=b.fmt_ms, secs=b.fmt_seconds, mem=b.fmt_memory,
-                       ci=b.fmt_ci)
+    env.filters.update(q=f.fmt_quality, money=f.fmt_money, ms=f.fmt_ms, secs=f.fmt_seconds, mem=f.fmt_memory,
+                       ci=f.fmt_ci)
     return env
 
 
-def render_html(report: b.Report) -> str:
+def render_html(report: Report) -> str:
     """The report page as a string."""
     study = report.study
     horizon = f"{report.horizon_months:g} months at {report.queries_per_month:,} queries/month"
     figs = {
-        "quality_cost": charts.quality_cost_chart(report.quality_cost, x_label=f"Total cost over {horizon}"),
+        "quality_cost": charts.quality_cost_chart(report.quality_cost, x_label=f"Total cost over {horizon}",
+                                                  ci=report.ci_label),
     }
     if study is not None:
         figs.update(
@@ -50,7 +53,7 @@ def render_html(report: b.Report) -> str:
 def write_html(results: Results, run_dir: str | Path) -> Path:
     """Build the report and write ``run_dir/report.html``; returns its path."""
     run_dir = Path(run_dir)
-    html = render_html(b.build_report(results, run_dir))
+    html = render_html(build_report(results, run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "report.html"
     tmp = path.with_suffix(".html.tmp")

@@ -17,9 +17,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from advisor.results import Results
-from reports.build import (Report, StudyView, TrialRow, build_report, fmt_ci, fmt_memory, fmt_money, fmt_ms,
-                           fmt_quality, fmt_seconds)
+from foundation.results import Results
+from reports.build import build_report
+from reports.format import fmt_ci, fmt_memory, fmt_money, fmt_ms, fmt_quality, fmt_seconds
+from reports.view import Report, StudyView, TrialRow
 
 WIDE = 100  # below this many columns, tables stack their cells
 
@@ -37,7 +38,7 @@ def print_summary(results: Results, run_dir: str | Path, console: Console, quiet
     if report.rows:
         console.print(_comparison_table(report, console.width < WIDE, star))
     if report.study is not None:
-        _print_study(report.study, console, star)
+        _print_study(report.study, console, star, report.ci_label)
     return report
 
 
@@ -83,10 +84,10 @@ def _comparison_table(report: Report, narrow: bool, star: str) -> Table:
     longest = max(len(r.name) for r in report.rows) + 2  # names stay on one line when they can
     table.add_column("Option", overflow="fold", min_width=min(longest, 20))
     if narrow:
-        for name in ("Quality\n95% CI", "Latency\np50/p95", "Cost/1k\none-off", "Mem"):
+        for name in (f"Quality\n{report.ci_label}", "Latency\np50/p95", "Cost/1k\none-off", "Mem"):
             table.add_column(name, justify="right", overflow="fold")  # fold, never cut a number short
     else:
-        for name in ("Quality", "95% CI", "Latency p50 / p95", "Cost / 1,000 queries", "One-off cost", "Memory"):
+        for name in ("Quality", report.ci_label, "Latency p50 / p95", "Cost / 1,000 queries", "One-off cost", "Memory"):
             table.add_column(name, justify="right", no_wrap=True)
         table.add_column("Verdict")
     for r in report.rows:
@@ -129,7 +130,7 @@ def _trial_table(title: str, rows: tuple[TrialRow, ...], narrow: bool, star: str
     return table
 
 
-def _print_study(study: StudyView, console: Console, star: str) -> None:
+def _print_study(study: StudyView, console: Console, star: str, ci: str) -> None:
     narrow = console.width < WIDE
     console.print()
     console.print(Text("Fine-tuning search", style="bold"), Text(f"({study.status})", style="dim"))
@@ -139,7 +140,7 @@ def _print_study(study: StudyView, console: Console, star: str) -> None:
         if study.best.params:
             line.append(f" ({study.best.params})", style="green")
         if study.best_eval is not None:
-            line.append(f"; eval {fmt_quality(study.best_eval[0])} (95% CI {fmt_ci(study.best_eval[1], study.best_eval[2])})")
+            line.append(f"; eval {fmt_quality(study.best_eval[0])} ({ci} {fmt_ci(study.best_eval[1], study.best_eval[2])})")
         line.append(f"; {fmt_money(study.best.train_cost_usd)}, {fmt_seconds(study.best.train_seconds)} to train")
         console.print(line)
     if study.top_trials:

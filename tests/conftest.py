@@ -65,7 +65,7 @@ def task_file(tmp_path):
 @pytest.fixture(scope="session")
 def tiny():
     """(model, tokenizer) built from the SmolLM2 config, random weights, real tokenizer."""
-    from advisor.models import load_model, load_tokenizer, resolve_model
+    from foundation.models import load_model, load_tokenizer, resolve_model
 
     src = resolve_model("tiny-random")
     return load_model(src, seed=0), load_tokenizer(src)

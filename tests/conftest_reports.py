@@ -14,9 +14,10 @@ import random
 import sys
 from pathlib import Path
 
-from advisor.config import TaskConfig
-from advisor.results import (CandidateResult, Latency, Quality, Results, Study, Tokens, Trial, save_results)
-from advisor.stats import bootstrap_ci
+from foundation.config import TaskConfig
+from foundation.results import (CandidateResult, Latency, Quality, Results, Study, Tokens, Trial, TrialConfig,
+                                save_results)
+from foundation.stats import bootstrap_ci
 from advisor.verdict import decide
 
 XSS = "<script>alert(1)</script>"
@@ -117,7 +118,9 @@ def _candidates(run_dir: Path) -> list[CandidateResult]:
             latency=Latency(p50_ms=p50, p95_ms=p95, mean_ms=(p50 + p95) / 2, n=16), throughput_qps=qps,
             tokens=Tokens(prompt_mean=60 if baseline != "rag" else 210, answer_mean=4),
             one_off_seconds=one_off_s, one_off_cost_usd=one_off_usd, cost_per_1k_usd=per_1k,
-            peak_memory_mb=mem, predictions_file=rel))
+            peak_memory_mb=mem, predictions_file=rel,
+            config=TrialConfig(method="lora", params={"rank": 8, "alpha": 16, "learning_rate": 1e-3},
+                               max_steps=60, max_seq_length=256) if baseline == "finetune" else None))
     return out
 
 
@@ -190,7 +193,6 @@ def make_results(run_dir: Path, *, study: bool = True, interrupted: bool = False
     run_dir = Path(run_dir)
     task = make_task()
     candidates = _candidates(run_dir)
-    pilot = {"method": "lora", "rank": 8, "alpha": 16, "learning_rate": 1e-3, "max_steps": 60}
     results = Results(
         advise_version="0.1.0",
         status="interrupted" if interrupted else "complete",
@@ -204,7 +206,7 @@ def make_results(run_dir: Path, *, study: bool = True, interrupted: bool = False
               "sizes": {"train": 204, "validation": 36, "eval": N_EVAL},
               "leakage": {"train_eval_duplicates": 1, "examples": ["My parcel has been stuck in transit for nine days."]}},
         candidates=candidates,
-        verdict=decide(candidates, task, pilot_config=pilot) if verdict else None,
+        verdict=decide(candidates, task) if verdict else None,
         study=make_study(interrupted) if study else None,
         timings={"load model": 3.2, "prompt-zero-shot": 41.0, "prompt-few-shot": 66.5, "index": 12.4,
                  "rag": 73.9, "finetune (train)": 412.0, "finetune (eval)": 39.8, "study": 3105.0},

@@ -3,9 +3,11 @@ import json
 
 import pytest
 
-from advisor.config import load_task
-from advisor.data import load_corpus, load_splits
-from baselines.base import BASELINES, ORDER, RunContext, load_all
+from advisor.tasks import load_task
+from foundation.corpus import load_corpus
+from foundation.data import load_splits
+from baselines.base import BASELINES, RunContext, load_all, register_baseline
+from foundation.config import BaselinesConfig
 from conftest import write_task
 
 
@@ -16,15 +18,27 @@ def make_ctx(tiny, path):
                       device="cpu", run_dir=task.run_dir)
 
 
-def test_registry_holds_every_baseline_in_order():
-    load_all()
-    assert set(BASELINES) == set(ORDER)
+NAMES = list(load_all())
 
 
-@pytest.mark.parametrize("name", ORDER)
+def test_registry_carries_its_facts_and_every_entry_has_a_config_section():
+    entries = load_all()
+    assert [b.order for b in entries.values()] == sorted(b.order for b in entries.values())
+    assert set(entries) == set(BaselinesConfig.model_fields)  # `baselines.<name>:` for each
+    for b in entries.values():
+        assert b.kind and b.headline and b.action
+    assert [b.name for b in entries.values() if b.fine_tuned] == ["finetune"]
+    with pytest.raises(ValueError, match="already registered"):
+        register_baseline("rag", order=99, kind="x", headline="x", action="x")(lambda ctx: [])
+    with pytest.raises(ValueError, match="order 0 is taken"):
+        register_baseline("other", order=0, kind="x", headline="x", action="x")(lambda ctx: [])
+    assert set(BASELINES) == set(entries)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_baseline_measures_every_eval_example(tiny, tmp_path, name):
     ctx = make_ctx(tiny, write_task(tmp_path / "t"))
-    out = load_all()[name](ctx)
+    out = load_all()[name].run(ctx)
     assert out and all(c.baseline == name for c in out)
     for c in out:
         assert len(c.scores) == len(ctx.splits.eval) == c.quality.n
@@ -40,18 +54,18 @@ def test_baseline_measures_every_eval_example(tiny, tmp_path, name):
 
 def test_rag_index_is_reused_while_corpus_is_unchanged(tiny, tmp_path):
     path = write_task(tmp_path / "t")
-    first = load_all()["rag"](make_ctx(tiny, path))[0]
-    second = load_all()["rag"](make_ctx(tiny, path))[0]
+    first = load_all()["rag"].run(make_ctx(tiny, path))[0]
+    second = load_all()["rag"].run(make_ctx(tiny, path))[0]
     assert first.details["kind"] == "corpus" and not first.details["index_reused"]
     assert second.details["index_reused"] and second.one_off_seconds == 0
     (tmp_path / "t/docs/extra.md").write_text("Part 999 carries the code P-999.")
-    third = load_all()["rag"](make_ctx(tiny, path))[0]
+    third = load_all()["rag"].run(make_ctx(tiny, path))[0]
     assert not third.details["index_reused"] and third.details["items_indexed"] > first.details["items_indexed"]
 
 
 def test_rag_without_corpus_retrieves_training_examples(tiny, tmp_path):
     ctx = make_ctx(tiny, write_task(tmp_path / "t", corpus=False))
-    c = load_all()["rag"](ctx)[0]
+    c = load_all()["rag"].run(ctx)[0]
     assert c.details["kind"] == "retrieval-few-shot" and c.details["items_indexed"] == len(ctx.splits.train)
     assert all(src.startswith("train:") for hits in ctx.extras["rag_hits"] for src in hits)
 
@@ -59,8 +73,8 @@ def test_rag_without_corpus_retrieves_training_examples(tiny, tmp_path):
 def test_chunks_overlap_and_respect_the_token_size():
     from transformers import AutoTokenizer
 
-    from advisor.data import Document
-    from advisor.models import bundled_embedder_dir
+    from foundation.corpus import Document
+    from foundation.models import bundled_embedder_dir
     from baselines.rag import chunk_documents
 
     tok = AutoTokenizer.from_pretrained(bundled_embedder_dir())
@@ -75,11 +89,12 @@ def test_chunks_overlap_and_respect_the_token_size():
 def test_pilot_adapter_is_saved_in_peft_format(tiny, tmp_path):
     from peft import PeftModel
 
-    from advisor.models import load_model, resolve_model
+    from foundation.models import load_model, resolve_model
 
     ctx = make_ctx(tiny, write_task(tmp_path / "t"))
-    c = load_all()["finetune"](ctx)[0]
+    c = load_all()["finetune"].run(ctx)[0]
     assert c.details["steps"] == 3 and c.one_off_seconds > 0 and c.one_off_cost_usd > 0
+    assert c.config is not None and c.config.method == "lora" and c.config.params["rank"] == ctx.task.baselines.finetune.rank
     assert c.details["trainable_params"] < c.details["total_params"]
     adapter = ctx.run_dir / c.details["adapter_dir"]
     model = PeftModel.from_pretrained(load_model(resolve_model("tiny-random")), adapter)

@@ -36,7 +36,7 @@ def test_init_validate_run_report_on_the_tiny_model(tmp_path):
     summary = json.loads(r.stdout)
     run_dir = tmp_path / "t" / "runs" / "t"
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["schema_version"] == 1 and results["status"] == "complete"
+    assert results["schema_version"] == 2 and results["status"] == "complete"
     assert [c["name"] for c in results["candidates"]] == ["prompt-zero-shot", "prompt-few-shot", "rag", "finetune"]
     assert results["verdict"]["recommendation"] in ("prompt", "rag", "finetune")
     assert set(results["timings"]) >= {"load_data", "load_model", "prompt", "rag", "finetune"}
@@ -121,10 +121,11 @@ def test_run_goes_on_into_the_study_when_finetuning_wins(tmp_path):
     run_dir = tmp_path / "t/runs/tiny-task"
     results = json.loads((run_dir / "results.json").read_text())
     verdict, study = results["verdict"], results["study"]
-    assert verdict["finetune_wins"] and verdict["pilot_config"]["method"] == "lora"
+    pilot = next(c for c in results["candidates"] if c["baseline"] == "finetune")["config"]
+    assert verdict["finetune_wins"] and pilot["method"] == "lora"
     assert results["status"] == "complete" and study["status"] == "complete"
     first = study["trials"][0]
-    assert first["params"]["learning_rate"] == verdict["pilot_config"]["learning_rate"]  # the pilot runs first
+    assert first["params"]["learning_rate"] == pilot["params"]["learning_rate"]  # the pilot runs first
     assert len(study["trials"]) == 2 and study["best_trial"] is not None and study["best_eval"]["n"] == 12
     assert (run_dir / "study.db").exists() and (run_dir / "trials.csv").exists()
     assert (run_dir / "adapters/best/adapter_config.json").exists()

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from advisor.config import TaskConfig, load_task
-from advisor.errors import AdviseError
+from advisor.tasks import load_task
+from foundation.config import TaskConfig
+from foundation.errors import AdviseError
 from conftest import REPO, write_task
 
 
@@ -49,7 +50,8 @@ EXAMPLES = sorted((REPO / "examples").glob("*/task.yaml"))
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.parent.name for p in EXAMPLES])
 def test_every_example_task_loads_with_its_data(path):
-    from advisor.data import load_corpus, load_splits
+    from foundation.corpus import load_corpus
+    from foundation.data import load_splits
 
     task = load_task(path)
     splits = load_splits(task)
@@ -58,7 +60,8 @@ def test_every_example_task_loads_with_its_data(path):
 
 
 def test_scaffold_validates(tmp_path):
-    from advisor.data import load_corpus, load_splits
+    from foundation.corpus import load_corpus
+    from foundation.data import load_splits
     from advisor.scaffold import write_scaffold
 
     write_scaffold(tmp_path / "new")

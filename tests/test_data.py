@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from advisor.config import load_task
-from advisor.data import Record, detect_format, load_records, load_splits
-from advisor.errors import AdviseError
+from advisor.tasks import load_task
+from foundation.data import load_records, load_splits
+from foundation.records import Record, detect_format
+from foundation.errors import AdviseError
 from conftest import write_jsonl, write_task
 
 ROWS = {
@@ -34,7 +35,7 @@ def test_column_mapping_csv_and_parquet(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from advisor.config import ColumnMapping
+    from foundation.config import ColumnMapping
 
     csv = tmp_path / "d.csv"
     csv.write_text("text,label\nrefund please,billing\nserver down,ops\n")

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from advisor.config import load_task
+from advisor.tasks import load_task
 from conftest import REPO
 from test_cli import advise
 

@@ -2,8 +2,8 @@
 same answers as generating each prompt on its own."""
 import pytest
 
-from advisor.config import GenerationConfig
-from advisor.generation import MIN_SHARED_PREFIX, generate, render_prompt, shared_prefix_length
+from foundation.config import GenerationConfig
+from foundation.generation import MIN_SHARED_PREFIX, generate, render_prompt, shared_prefix_length
 
 QUESTIONS = ["Where is the reset switch?", "How hot may the kiln get before it trips the safety cut-out?",
              "Who signs off a warranty claim?", "What does E-44 mean?", "Is the K40 kiln sold in Norway?",
@@ -73,7 +73,7 @@ def test_prompt_tuning_adapter_generates_without_the_prefix_cache(lively):
 
     from peft import PromptTuningConfig, get_peft_model
 
-    from advisor.generation import _can_reuse_cache
+    from foundation.generation import _can_reuse_cache
 
     model, tokenizer = lively
     peft_model = get_peft_model(copy.deepcopy(model), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))

@@ -10,7 +10,7 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from advisor.results import load_results
+from foundation.results import load_results
 from advisor.verdict import decide
 from reports import build_report, print_summary, report_json, write_html
 

@@ -16,8 +16,8 @@ from urllib.parse import quote
 import optuna
 import pytest
 
-from advisor.results import load_results
-from tuner.study import driver_url
+from foundation.results import load_results
+from tuner.storage import driver_url
 from test_tuner_study import write_task
 
 pytestmark = pytest.mark.postgres

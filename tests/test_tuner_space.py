@@ -8,9 +8,11 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial
 
-from advisor.config import TuneSearchOverride, load_task
-from advisor.errors import AdviseError
-from tuner.methods import METHODS, ModelFacts, applicable, full_ft_memory_gb, register_method
+from advisor.tasks import load_task
+from foundation.config import TuneSearchOverride
+from foundation.errors import AdviseError
+from tuner.methods import METHODS, applicable, register_method
+from tuner.modelfacts import ModelFacts, full_ft_memory_gb
 from tuner.space import CATALOGUE, SHARED, Hyperparameter, SearchSpace, clean_params, micro_batches
 
 SMOLLM2 = ModelFacts(attention_modules=["q_proj", "k_proj", "v_proj", "o_proj"],

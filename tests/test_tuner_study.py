@@ -19,9 +19,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from advisor.config import load_task
-from advisor.data import load_splits
-from advisor.results import Trial, load_results
+from advisor.tasks import load_task
+from foundation.config import TuneSearchOverride
+from foundation.data import load_splits
+from foundation.results import Trial, TrialConfig, load_results
 
 ANSWER = "blue blue blue blue blue blue"
 # Full fine-tuning learns the tiny model's answer within 4 steps at this rate; LoRA is slower there.
@@ -72,8 +73,8 @@ def pruned_study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     task = load_task(write_task(folder))
     splits = load_splits(task)
-    pilot = {"config": {k: GOOD[k] for k in ("method", "learning_rate", "epochs", "batch_size")},
-             "adapter_dir": "unused"}
+    pilot = TrialConfig(method=GOOD["method"], params={k: v for k, v in GOOD.items() if k != "method"},
+                        max_steps=8, max_seq_length=48)
     t0 = time.perf_counter()
     study = run_study(task, splits, run_dir=task.run_dir, pilot=pilot, enqueue=[BAD])
     return task, study, time.perf_counter() - t0
@@ -122,30 +123,40 @@ def test_export_of_a_full_fine_tune_loads_with_transformers(pruned_study, tmp_pa
 
 
 def test_pilot_config_maps_onto_the_space():
+    from foundation.results import TrialConfig
     from tuner.methods import METHODS
     from tuner.space import SearchSpace
-    from tuner.study import pilot_params
 
     space = SearchSpace([METHODS["lora"], METHODS["ia3"]])
-    params = pilot_params({"method": "lora", "rank": 8, "alpha": 16, "learning_rate": 1e-3,
-                           "target_modules": "q_proj,v_proj", "epochs": 3.0, "batch_size": 8}, space)
-    assert params == {"method": "lora", "lora.rank": 8, "lora.alpha": 16, "lora.learning_rate": 1e-3,
-                      "lora.dropout": 0.0, "lora.target_modules": "attention", "epochs": 3.0, "batch_size": 8,
-                      "warmup_ratio": 0.0, "weight_decay": 0.0}
-    assert pilot_params({"method": "lora"}, SearchSpace([METHODS["ia3"]])) is None
+    pilot = TrialConfig(method="lora", params={"rank": 8, "alpha": 16, "learning_rate": 1e-3, "dropout": 0.0,
+                                               "target_modules": "attention", "epochs": 3.0, "batch_size": 8,
+                                               "warmup_ratio": 0.0, "weight_decay": 0.0},
+                        max_steps=60, max_seq_length=256)
+    assert space.enqueueable(pilot.method, pilot.params) == {
+        "method": "lora", "lora.rank": 8, "lora.alpha": 16, "lora.learning_rate": 1e-3, "lora.dropout": 0.0,
+        "lora.target_modules": "attention", "epochs": 3.0, "batch_size": 8, "warmup_ratio": 0.0, "weight_decay": 0.0}
+    assert SearchSpace([METHODS["ia3"]]).enqueueable("lora", pilot.params) is None
+    # A value outside the user's narrowed choices is left to the sampler, not forced into the study.
+    narrowed = SearchSpace([METHODS["lora"]], {"lora.rank": TuneSearchOverride(choices=[16, 32])})
+    assert "lora.rank" not in narrowed.enqueueable("lora", pilot.params)
 
 
-def test_pilot_from_the_finetune_baseline_is_enqueued_as_given(tmp_path):
+def test_pilot_from_the_finetune_baseline_is_the_study_s_first_trial_as_given(tmp_path):
+    """The pilot is a fixed trial of the tuner's LoRA method: one mapping to training settings."""
     from baselines.finetune import pilot_config
     from tuner.methods import METHODS
     from tuner.space import SearchSpace, clean_params
-    from tuner.study import pilot_params
+    from tuner.trial import train_settings, trial_config
 
     task = load_task(write_task(tmp_path))
     config = pilot_config(task)  # what `advise run` hands to run_study
-    clean = clean_params(pilot_params(config, SearchSpace(list(METHODS.values()))))
-    assert {k: clean[k] for k in ("method", "rank", "alpha", "learning_rate", "epochs", "batch_size")} == {
-        k: config[k] for k in ("method", "rank", "alpha", "learning_rate", "epochs", "batch_size")}
+    clean = clean_params(SearchSpace(list(METHODS.values())).enqueueable(config.method, config.params))
+    assert clean == {"method": "lora", **config.params}
+    # Sampled as a trial, the same parameters give the same training settings (up to the step bounds).
+    as_trial = trial_config(clean, task.tune.model_copy(update={"max_steps": config.max_steps,
+                                                                "max_seq_length": config.max_seq_length}))
+    as_trial.time_budget_s = config.time_budget_s
+    assert train_settings(as_trial, micro_batch_size=8, seed=0) == train_settings(config, micro_batch_size=8, seed=0)
 
 
 def test_cli_export_refuses_a_run_without_a_study(tmp_path):
@@ -156,7 +167,7 @@ def test_cli_export_refuses_a_run_without_a_study(tmp_path):
 
 
 def test_resume_after_kill_9_keeps_finished_trials_and_retries_the_interrupted_one(tmp_path):
-    from tuner.study import tune_command
+    from advisor.pipeline import tune_task
 
     task_file = write_task(tmp_path, tune="""\
       methods: [lora]
@@ -191,7 +202,7 @@ def test_resume_after_kill_9_keeps_finished_trials_and_retries_the_interrupted_o
         worker.wait()
     time.sleep(3)  # past the heartbeat grace period (2 × heartbeat_s)
 
-    results = tune_command(load_task(task_file), resume=True)
+    results = tune_task(load_task(task_file), resume=True)
     trials = {t.number: t for t in results.study.trials}
     assert trials[0].state == "complete" and trials[0].validation_quality == before.value
     assert trials[0].params["learning_rate"] == before.params["lora.learning_rate"]
@@ -206,7 +217,7 @@ def test_resume_after_kill_9_keeps_finished_trials_and_retries_the_interrupted_o
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from advisor.models import load_model, resolve_model
+    from foundation.models import load_model, resolve_model
     from tuner.export import export_best
 
     out = export_best(tmp_path / "runs" / "tiny", tmp_path / "adapter")
@@ -311,7 +322,7 @@ def test_ctrl_c_stops_cleanly_and_resume_retries(tmp_path, monkeypatch):
 
 
 def test_nan_loss_prunes():
-    from tuner.study import pruning_callback
+    from tuner.evaluate import pruning_callback
 
     class Control:
         should_training_stop = False
@@ -327,7 +338,7 @@ def test_nan_loss_prunes():
 
 
 def test_selection_prefers_the_cheapest_of_statistically_tied_trials(tmp_path):
-    from tuner.study import pareto_front, select_trial
+    from tuner.summary import pareto_front, select_trial
 
     task = load_task(write_task(tmp_path))
 
@@ -346,41 +357,64 @@ def test_selection_prefers_the_cheapest_of_statistically_tied_trials(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny():
-    from advisor.models import load_tokenizer, resolve_model
+    from foundation.models import load_tokenizer, resolve_model
 
     source = resolve_model("tiny-random")
     return source, load_tokenizer(source)
 
 
-@pytest.mark.parametrize("method", ["lora", "dora", "rslora", "pissa", "loha", "lokr", "vera", "ia3", "oft",
-                                    "prompt_tuning", "prefix_tuning", "p_tuning", "full"])
-def test_every_applicable_method_trains_saves_and_reloads(method, tiny, tmp_path):
-    """One real training step per method through TRL, saved the way trials are, reloaded with PEFT."""
+def _tiny_with_biases():
+    """The tiny model with bias terms on every projection (what BitFit trains)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from foundation.models import tiny_config
+
+    config = tiny_config()
+    config.attention_bias = config.mlp_bias = True
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config)
+
+
+@pytest.mark.parametrize("method", list(__import__("tuner.methods", fromlist=["METHODS"]).METHODS))
+def test_every_registered_method_trains_saves_and_reloads(method, tiny, tmp_path):
+    """One real training step per registered method through TRL, saved the way trials are, reloaded.
+    A method that cannot apply on this machine is skipped with its registry reason (QLoRA off CUDA)."""
     import torch
     from optuna.trial import FixedTrial
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from advisor.data import Record
-    from advisor.models import load_model
-    from tuner.methods import METHODS, model_facts
+    from foundation.config import PromptConfig
+    from foundation.models import load_model
+    from foundation.records import Record
+    from tuner.artifacts import prepare_adapter, save_trained
+    from tuner.methods import METHODS
+    from tuner.modelfacts import model_facts
     from tuner.space import SearchSpace
-    from tuner.study import prepare_adapter, save_trained
     from tuner.training import TrainSettings, train_sft
 
     source, tokenizer = tiny
     m = METHODS[method]
+    make_base = _tiny_with_biases if method == "bitfit" else (lambda: load_model(source, seed=0))
+    base = make_base()
+    facts = model_facts(base)
+    ok, reason = m.check(facts)
+    if not ok:
+        pytest.skip(f"{method} does not apply here: {reason}")
     values = {"method": method, "epochs": 1.0, "batch_size": 2, "warmup_ratio": 0.0, "weight_decay": 0.0}
     for hp in m.hyperparameters:  # the top of every range: the largest adapter of each kind
         values[f"{method}.{hp.name}"] = hp.choices[-1] if hp.choices else hp.high
     params = SearchSpace([m]).suggest(FixedTrial(values))
-    base = load_model(source, seed=0)
-    adapter, init_dir = prepare_adapter(m, params, model_facts(base))
+    adapter, init_dir = prepare_adapter(m, params, facts)
+    expected_trainable = m.trainable_parameters(base, adapter)
     records = [Record(input=f"What colour is box {i}?", output=ANSWER) for i in range(4)]
-    result = train_sft(base, tokenizer, records, system="A.", template="{input}", adapter=adapter,
+    result = train_sft(base, tokenizer, records, prompt=PromptConfig(system="A."), adapter=adapter,
                        settings=TrainSettings(max_steps=1, batch_size=2, learning_rate=params["learning_rate"],
                                               max_seq_length=32))
     assert result.steps == 1 and result.trainable_params > 0 and math.isfinite(result.final_loss)
+    if method != "pissa":  # PiSSA's estimate counts a rank capped only after its SVD
+        assert expected_trainable == result.trainable_params
     save_trained(m, result.model, tmp_path / "out", init_dir)
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
@@ -388,7 +422,7 @@ def test_every_applicable_method_trains_saves_and_reloads(method, tiny, tmp_path
         if m.full_model:
             loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
         else:
-            loaded = PeftModel.from_pretrained(load_model(source, seed=0), tmp_path / "out").eval()
+            loaded = PeftModel.from_pretrained(make_base(), tmp_path / "out").eval()
         assert torch.allclose(loaded(input_ids=ids).logits, expected, atol=1e-3)
 
 
@@ -413,10 +447,10 @@ def test_qlora_trial_on_cuda(tmp_path):
 def test_money_budget_and_failures_in_a_row_stop_the_study():
     from types import SimpleNamespace
 
-    from tuner.study import _budget_callback, _failures_callback
+    from tuner.study import StopReason, _budget_callback, _failures_callback
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    stop = {"reason": None}
+    stop = StopReason()
     study = optuna.create_study(direction="maximize")
 
     def costs_a_dollar(trial):
@@ -424,9 +458,9 @@ def test_money_budget_and_failures_in_a_row_stop_the_study():
         return 0.5
 
     study.optimize(costs_a_dollar, n_trials=10, callbacks=[_budget_callback(SimpleNamespace(budget_usd=2.5), stop)])
-    assert len(study.trials) == 3 and "money budget spent: $3.00 of tune.budget_usd $2.50" in stop["reason"]
+    assert len(study.trials) == 3 and "money budget spent: $3.00 of tune.budget_usd $2.50" in stop.text
 
-    stop = {"reason": None}
+    stop = StopReason()
     failing = optuna.create_study()
 
     def broken(trial):
@@ -434,7 +468,7 @@ def test_money_budget_and_failures_in_a_row_stop_the_study():
         raise ValueError("broken setup")
 
     failing.optimize(broken, n_trials=10, catch=(ValueError,), callbacks=[_failures_callback(stop)])
-    assert len(failing.trials) == 3 and stop["reason"].endswith("ValueError: broken setup")
+    assert len(failing.trials) == 3 and stop.text.endswith("ValueError: broken setup")
 
 
 def test_resume_with_other_search_ranges_is_one_clear_error(tmp_path):
@@ -463,7 +497,7 @@ def test_resume_with_other_search_ranges_is_one_clear_error(tmp_path):
 def test_a_configuration_already_trained_is_not_trained_again(tmp_path):
     """TPE re-samples points of a discrete space; training is seeded, so a repeat would only
     spend compute to get the same result. The repeat is pruned at once, with the reason."""
-    from tuner.study import tune_command
+    from advisor.pipeline import tune_task
 
     task_file = write_task(tmp_path, tune=QUICK.replace("n_trials: 1", "n_trials: 3") + """\
     lora.learning_rate: {choices: [0.001]}
@@ -474,7 +508,7 @@ def test_a_configuration_already_trained_is_not_trained_again(tmp_path):
     warmup_ratio: {choices: [0.0]}
     weight_decay: {choices: [0.0]}
 """)
-    trials = sorted(tune_command(load_task(task_file)).study.trials, key=lambda t: t.number)
+    trials = sorted(tune_task(load_task(task_file)).study.trials, key=lambda t: t.number)
     assert trials[0].state == "complete" and trials[0].steps == 2
     assert len(trials) == 3
     for t in trials[1:]:

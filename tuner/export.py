@@ -12,11 +12,11 @@ P-tuning add virtual tokens rather than weight updates and cannot be merged.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-from advisor.errors import AdviseError
+from foundation.errors import AdviseError
+from tuner.artifacts import RECORD_FILE, TrialRecord, load_trained
 
 
 def best_dir(run_dir: Path) -> Path:
@@ -27,12 +27,12 @@ def best_dir(run_dir: Path) -> Path:
     path = run_dir / "adapters" / "best"
     results = run_dir / "results.json"
     if results.exists():
-        from advisor.results import load_results
+        from foundation.results import load_results
 
         study = load_results(run_dir).study
         if study is not None and study.best_adapter_dir:
             path = run_dir / study.best_adapter_dir
-    if not (path / "advise_trial.json").exists():
+    if not (path / RECORD_FILE).exists():
         raise AdviseError("no tuned adapter here; run `advise tune task.yaml` first (or wait for a trial to finish)",
                           file=run_dir)
     return path
@@ -42,21 +42,19 @@ def export_best(run_dir: str | Path, out: str | Path, merge: bool = False) -> Pa
     """Write the best trial to ``out``: the adapter, or with ``merge`` a full model; returns ``out``."""
     source = best_dir(Path(run_dir))
     out = Path(out)
-    meta = json.loads((source / "advise_trial.json").read_text())
+    record = TrialRecord.read(source)
     if out.exists() and any(out.iterdir()):
         raise AdviseError("already exists and is not empty; choose another --out", file=out)
-    if not merge or meta["full_model"]:  # a full model is already merged
+    if not merge or record.full_model:  # a full model is already merged
         shutil.copytree(source, out, dirs_exist_ok=True)
         return out
-    if not meta["mergeable"]:
-        raise AdviseError(f"a {meta['method']} adapter adds virtual tokens, not weight updates, so it cannot be "
+    if not record.mergeable:
+        raise AdviseError(f"a {record.method} adapter adds virtual tokens, not weight updates, so it cannot be "
                           "merged; export it without --merge and load it with PeftModel.from_pretrained")
-    from tuner.study import load_trained
-
     model, tokenizer = load_trained(source, device="cpu")
     merged = model.merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "advise_trial.json").write_text(json.dumps({**meta, "merged": True}, indent=2))
+    (out / RECORD_FILE).write_text(record.model_dump_json(indent=2), encoding="utf-8")
     return out

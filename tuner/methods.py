@@ -19,60 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from tuner.space import CATALOGUE, Hyperparameter
+from tuner.modelfacts import ModelFacts, device_memory_gb, full_ft_memory_gb
+from tuner.space import CATALOGUE, SHARED, Hyperparameter
 
 FAMILIES = ("lora", "adapter", "virtual_tokens", "full")
-
-
-@dataclass
-class ModelFacts:
-    """What the applicability checks and config builders need to know about the base model."""
-
-    attention_modules: list[str]  # leaf names of linear layers in attention, e.g. q_proj
-    mlp_modules: list[str]  # leaf names of the other linear layers, e.g. up_proj
-    has_bias: bool
-    total_params: int
-    hidden_size: int
-    device: str = "cpu"
-    memory_budget_gb: float | None = None  # None: what the device has
-    bitsandbytes: bool = False
-    min_dims: dict = field(default_factory=dict)  # leaf name → smallest of in/out features
-
-    def max_rank(self, which: str, rank: int) -> int:
-        """``rank`` capped at the smallest targeted layer dimension (PiSSA's SVD cannot exceed it)."""
-        dims = [self.min_dims[m] for m in self.targets(which) if m in self.min_dims]
-        return min([rank] + dims)
-
-    @property
-    def all_linear(self) -> list[str]:
-        return self.attention_modules + self.mlp_modules
-
-    def targets(self, which: str) -> list[str]:
-        return list(self.attention_modules) if which == "attention" else self.all_linear
-
-
-def model_facts(model, device: str = "cpu", memory_budget_gb: float | None = None) -> ModelFacts:
-    """Inspect a loaded base model (module names, bias terms, size)."""
-    import importlib.util
-
-    import torch
-
-    attention, mlp, min_dims = [], [], {}
-    output = model.get_output_embeddings()
-    for full_name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear) or module is output:
-            continue
-        leaf = full_name.rsplit(".", 1)[-1]
-        min_dims[leaf] = min(min_dims.get(leaf, 1 << 30), module.in_features, module.out_features)
-        bucket = attention if ("attn" in full_name or "attention" in full_name) else mlp
-        if leaf not in bucket:
-            bucket.append(leaf)
-    has_bias = any(name.endswith("bias") for name, _ in model.named_parameters())
-    return ModelFacts(attention_modules=attention, mlp_modules=mlp, has_bias=has_bias,
-                      total_params=sum(p.numel() for p in model.parameters()),
-                      hidden_size=int(getattr(model.config, "hidden_size", 0) or 0), device=device,
-                      memory_budget_gb=memory_budget_gb, min_dims=min_dims,
-                      bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None)
 
 
 def _always(facts: ModelFacts) -> tuple[bool, str]:
@@ -87,11 +37,18 @@ class Method:
     hyperparameters: tuple[Hyperparameter, ...]
     build: Callable[[dict, ModelFacts], Any]  # → PeftConfig, or callable(model) -> model
     applies: Callable[[ModelFacts], tuple[bool, str]] = _always
-    load_base: Callable | None = None  # (source, device, task) -> model; default advisor.models.load_model
+    load_base: Callable | None = None  # (source, device, task) -> model; default foundation.models.load_model
     mergeable: bool = True  # can the adapter be merged into the base weights
     full_model: bool = False  # trains base weights: save the whole model, not an adapter
     save: Callable | None = None  # (model, path, init_dir) -> None; default model.save_pretrained(path)
+    count_trainable: Callable | None = None  # (base, adapter) -> int without touching base; default: PEFT on meta
     notes: dict = field(default_factory=dict)
+
+    def trainable_parameters(self, base, adapter) -> int:
+        """Trainable parameters the method will have on ``base``; an estimate, 0 when unknown."""
+        if self.count_trainable is not None:
+            return self.count_trainable(base, adapter)
+        return _peft_trainable_on_meta(base, adapter)
 
     def check(self, facts: ModelFacts) -> tuple[bool, str]:
         return self.applies(facts)
@@ -219,6 +176,36 @@ def _full(p, facts):
     return all_weights
 
 
+def _peft_trainable_on_meta(base, adapter) -> int:
+    """Build the PEFT model on the meta device (the architecture without weights) and count."""
+    import copy
+
+    import torch
+    from peft import PeftConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    if not isinstance(adapter, PeftConfig):
+        return 0
+    try:
+        with torch.device("meta"):
+            shadow = AutoModelForCausalLM.from_config(base.config)
+            cfg = copy.deepcopy(adapter)
+            if getattr(cfg, "init_lora_weights", True) not in (True, False):
+                cfg.init_lora_weights = True  # PiSSA's SVD cannot run on meta tensors
+            peft_model = get_peft_model(shadow, cfg)
+        return sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    except Exception:  # an estimate only: unknown beats a crashed trial
+        return 0
+
+
+def _count_biases(base, adapter) -> int:
+    return sum(p.numel() for n, p in base.named_parameters() if n.endswith("bias"))
+
+
+def _count_all(base, adapter) -> int:
+    return sum(p.numel() for p in base.parameters())
+
+
 def _pissa_save(model, path, init_dir):
     """Save PiSSA as a plain LoRA adapter for the unmodified base (PiSSA rewrites base weights)."""
     model.save_pretrained(path, path_initial_model_for_weight_conversion=str(init_dir))
@@ -240,24 +227,6 @@ def _needs_cuda_bnb(facts: ModelFacts):
     return True, ""
 
 
-BYTES_PER_PARAM_FULL_FT = 16  # fp32 weight + gradient + two AdamW moments (4 + 4 + 8 bytes)
-
-
-def full_ft_memory_gb(facts: ModelFacts) -> float:
-    """Weights, gradients and optimiser state, plus 20% for activations at small batches."""
-    return facts.total_params * BYTES_PER_PARAM_FULL_FT * 1.2 / 2**30
-
-
-def device_memory_gb(device: str) -> float:
-    import psutil
-
-    if device.startswith("cuda"):
-        import torch
-
-        return torch.cuda.get_device_properties(0).total_memory / 2**30
-    return psutil.virtual_memory().available / 2**30
-
-
 def _fits_memory(facts: ModelFacts):
     need = full_ft_memory_gb(facts)
     budget = facts.memory_budget_gb if facts.memory_budget_gb is not None else device_memory_gb(facts.device)
@@ -275,7 +244,7 @@ def _load_4bit(source, device: str, task):
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from advisor.models import bundled_model_dir, load_model
+    from foundation.models import bundled_model_dir, load_model
 
     if source.kind == "tiny":  # random init has no files: write them once for from_pretrained
         location = tempfile.mkdtemp(prefix="advise-tiny-")
@@ -328,9 +297,9 @@ register_method("p_tuning", "virtual_tokens", "P-tuning: virtual tokens produced
                 learning_rate=(1e-4, 3e-2), hyperparameters=("num_virtual_tokens", "encoder_hidden_size"),
                 build=_p_tuning, mergeable=False)
 register_method("bitfit", "full", "BitFit: only the bias terms", learning_rate=(1e-4, 1e-2),
-                build=_bitfit, applies=_needs_bias, full_model=True)
+                build=_bitfit, applies=_needs_bias, full_model=True, count_trainable=_count_biases)
 register_method("full", "full", "full fine-tuning: every weight", learning_rate=(5e-6, 2e-4),
-                build=_full, applies=_fits_memory, full_model=True)
+                build=_full, applies=_fits_memory, full_model=True, count_trainable=_count_all)
 
 
 def applicable(names: list[str] | None, facts: ModelFacts) -> tuple[list[Method], dict[str, str]]:
@@ -345,3 +314,43 @@ def applicable(names: list[str] | None, facts: ModelFacts) -> tuple[list[Method]
         else:
             excluded[name] = reason
     return chosen, excluded
+
+
+# ---------------------------------------------------------------- checking task.yaml's tune section
+
+HYPERPARAMETERS = tuple(CATALOGUE) + tuple(hp.name for hp in SHARED)
+
+
+def check_search_key(key: str, override) -> str | None:
+    """Why a ``tune.search`` entry is wrong, or None. Keys are ``name`` or ``method.name``."""
+    if "." in key:
+        method_name, name = key.split(".", 1)
+        if method_name not in METHODS:
+            return f"unknown method {method_name!r} in {key!r}; choose one of {', '.join(METHODS)}"
+        method = METHODS[method_name]
+        spec = {hp.name: hp for hp in method.hyperparameters}.get(name)
+        if spec is None:
+            takes = ", ".join(hp.name for hp in method.hyperparameters)
+            return f"method {method_name!r} has no hyperparameter {name!r}; it takes {takes}"
+        return spec.check_override(override)
+    specs = [hp for hp in SHARED if hp.name == key] or [
+        hp for m in METHODS.values() for hp in m.hyperparameters if hp.name == key]
+    if not specs:
+        return f"unknown hyperparameter {key!r}; choose one of {', '.join(HYPERPARAMETERS)} (or method.name)"
+    for spec in specs:
+        problem = spec.check_override(override)
+        if problem:
+            return problem
+    return None
+
+
+def check_tune_section(tune) -> tuple[str, str] | None:
+    """(key path, problem) for the first ``tune:`` entry this registry cannot honour, or None."""
+    for i, name in enumerate(tune.methods or ()):
+        if name not in METHODS:
+            return f"tune.methods.{i}", f"unknown method {name!r}; choose from {', '.join(METHODS)}"
+    for key, override in tune.search.items():
+        problem = check_search_key(key, override)
+        if problem:
+            return f"tune.search.{key}", problem
+    return None

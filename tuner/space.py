@@ -129,34 +129,6 @@ CATALOGUE = {hp.name: hp for hp in (
     Hyperparameter("encoder_hidden_size", "categorical", choices=(64, 128, 256), help="P-tuning encoder width"),
 )}
 
-HYPERPARAMETERS = tuple(CATALOGUE) + tuple(hp.name for hp in SHARED)
-
-
-def check_search_key(key: str, override) -> str | None:
-    """Why a ``tune.search`` entry is wrong, or None. Keys are ``name`` or ``method.name``."""
-    from tuner.methods import METHODS
-
-    if "." in key:
-        method_name, name = key.split(".", 1)
-        if method_name not in METHODS:
-            return f"unknown method {method_name!r} in {key!r}; choose one of {', '.join(METHODS)}"
-        method = METHODS[method_name]
-        spec = {hp.name: hp for hp in method.hyperparameters}.get(name)
-        if spec is None:
-            takes = ", ".join(hp.name for hp in method.hyperparameters)
-            return f"method {method_name!r} has no hyperparameter {name!r}; it takes {takes}"
-        return spec.check_override(override)
-    specs = [hp for hp in SHARED if hp.name == key] or [
-        hp for m in METHODS.values() for hp in m.hyperparameters if hp.name == key]
-    if not specs:
-        return f"unknown hyperparameter {key!r}; choose one of {', '.join(HYPERPARAMETERS)} (or method.name)"
-    for spec in specs:
-        problem = spec.check_override(override)
-        if problem:
-            return problem
-    return None
-
-
 class SearchSpace:
     """The define-by-run space over ``methods`` with the user's overrides applied.
 
@@ -185,6 +157,18 @@ class SearchSpace:
         for hp in SHARED:
             params[hp.name] = self.spec(None, hp).suggest(trial, hp.name)
         return params
+
+    def enqueueable(self, method: str, params: dict) -> dict | None:
+        """A configuration (clean names) as Optuna parameters this space can enqueue: values outside
+        a narrowed ``choices`` are left for the sampler; None when the method is not searched."""
+        if method not in self.methods:
+            return None
+        clean = {"method": method, **params}
+        for hp in self.methods[method].hyperparameters + SHARED:
+            choices = self.spec(method if hp not in SHARED else None, hp).choices
+            if choices and hp.name in clean and clean[hp.name] not in choices:
+                clean.pop(hp.name)
+        return self.optuna_params(clean)
 
     def optuna_params(self, clean: dict) -> dict:
         """Clean parameters → Optuna's names; missing ones are left for the sampler."""

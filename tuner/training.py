@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from advisor.data import Record
-from advisor.generation import build_messages
+from foundation.generation import task_messages
+from foundation.records import Record
 
 
 @dataclass
@@ -50,13 +50,13 @@ class TrainResult:
         return self.tokens_seen / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
-def sft_dataset(records: list[Record], system: str, template: str):
-    """Conversational prompt/completion records: TRL computes loss on the completion only."""
+def sft_dataset(records: list[Record], prompt):
+    """Conversational prompt/completion records built with the task's ``prompt:`` section, exactly
+    as the candidates ask: TRL computes loss on the completion only."""
     from datasets import Dataset
 
     return Dataset.from_list([
-        {"prompt": build_messages(r, system, template.format(input=r.input)),
-         "completion": [{"role": "assistant", "content": r.output}]}
+        {"prompt": task_messages(prompt, r), "completion": [{"role": "assistant", "content": r.output}]}
         for r in records
     ])
 
@@ -120,32 +120,16 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def train_sft(model, tokenizer, records: list[Record], *, system: str, template: str,
-              settings: TrainSettings, adapter=None, callbacks: list | None = None,
-              device: str = "cpu", on_step: Callable[[int, int], None] | None = None) -> TrainResult:
-    """Train ``model`` on ``records``; returns the trained (adapter-wrapped) model and measurements.
-
-    ``adapter`` is a PEFT config (LoRA, IA3, prompt tuning, ...), a callable that prepares the
-    model in place and returns it (BitFit, full fine-tuning), or None for full fine-tuning.
-    """
+def sft_args(settings: TrainSettings, steps: int, device: str):
+    """TRL's ``SFTConfig`` for one run: fp32 without checkpointing on CPU, bf16 on CUDA."""
     import tempfile
 
     import torch
-    from peft import PeftConfig, get_peft_model
-    from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
-    torch.manual_seed(settings.seed)
-    if isinstance(adapter, PeftConfig):
-        model = get_peft_model(model, adapter)
-    elif callable(adapter):
-        model = adapter(model)
-    trainable, total = count_parameters(model)
     cuda = device.startswith("cuda")
-    steps = plan_steps(len(records), settings)
-    out_dir = settings.output_dir or tempfile.mkdtemp(prefix="advise-sft-")
-    args = SFTConfig(
-        output_dir=out_dir,
+    return SFTConfig(
+        output_dir=settings.output_dir or tempfile.mkdtemp(prefix="advise-sft-"),
         max_steps=steps,
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum,
@@ -169,21 +153,51 @@ def train_sft(model, tokenizer, records: list[Record], *, system: str, template:
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    time_limit = _time_limit_callback(settings.time_budget_s) if settings.time_budget_s else None
-    cbs = list(callbacks or [])
-    if time_limit:
-        cbs.append(time_limit)
-    if on_step:
-        class Progress(TrainerCallback):
-            def on_step_end(self, a, state, control, **kw):
-                on_step(state.global_step, state.max_steps)
 
-        cbs.append(Progress())
-    trainer_cls = SFTTrainer if cuda else _plain_loss_trainer()
-    trainer = trainer_cls(model=model, args=args, train_dataset=sft_dataset(records, system, template),
-                          processing_class=tokenizer, callbacks=cbs)
+
+def _progress_callback(on_step: Callable[[int, int], None]):
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            on_step(state.global_step, state.max_steps)
+
+    return Progress()
+
+
+def _stop_reason(trainer, time_limit, settings: TrainSettings, steps: int) -> str:
+    if time_limit is not None and time_limit.hit:
+        return f"time budget of {settings.time_budget_s:g} s reached"
+    if trainer.control.should_training_stop and trainer.state.global_step < steps:
+        return "stopped by a callback"
+    return f"completed {trainer.state.global_step} steps"
+
+
+def train_sft(model, tokenizer, records: list[Record], *, prompt, settings: TrainSettings, adapter=None,
+              callbacks: list | None = None, device: str = "cpu",
+              on_step: Callable[[int, int], None] | None = None) -> TrainResult:
+    """Train ``model`` on ``records``; returns the trained (adapter-wrapped) model and measurements.
+
+    ``adapter`` is a PEFT config (LoRA, IA3, prompt tuning, ...), a callable that prepares the
+    model in place and returns it (BitFit, full fine-tuning), or None for full fine-tuning.
+    """
+    import torch
+    from peft import PeftConfig, get_peft_model
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import SFTTrainer
 
+    torch.manual_seed(settings.seed)
+    if isinstance(adapter, PeftConfig):
+        model = get_peft_model(model, adapter)
+    elif callable(adapter):
+        model = adapter(model)
+    trainable, total = count_parameters(model)
+    steps = plan_steps(len(records), settings)
+    time_limit = _time_limit_callback(settings.time_budget_s) if settings.time_budget_s else None
+    cbs = list(callbacks or []) + [cb for cb in (time_limit, on_step and _progress_callback(on_step)) if cb]
+    trainer_cls = SFTTrainer if device.startswith("cuda") else _plain_loss_trainer()
+    trainer = trainer_cls(model=model, args=sft_args(settings, steps, device), processing_class=tokenizer,
+                          train_dataset=sft_dataset(records, prompt), callbacks=cbs)
     trainer.remove_callback(PrinterCallback)  # our own progress display reports steps
     trainer.remove_callback(ProgressCallback)
     start = time.perf_counter()
@@ -191,17 +205,10 @@ def train_sft(model, tokenizer, records: list[Record], *, system: str, template:
     seconds = time.perf_counter() - start
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
-    tokens = max((h.get("num_tokens", 0) for h in history), default=0)
-    if time_limit and time_limit.hit:
-        reason = f"time budget of {settings.time_budget_s:g} s reached"
-    elif trainer.control.should_training_stop and trainer.state.global_step < steps:
-        reason = "stopped by a callback"
-    else:
-        reason = f"completed {trainer.state.global_step} steps"
     model = trainer.model
     model.eval()
     tokenizer.padding_side = "left"  # the trainer may have switched it for training
     return TrainResult(model=model, steps=trainer.state.global_step, train_seconds=seconds,
-                       tokens_seen=int(tokens), final_loss=losses[-1] if losses else None,
-                       trainable_params=trainable, total_params=total, stopped_reason=reason,
-                       log_history=history)
+                       tokens_seen=int(max((h.get("num_tokens", 0) for h in history), default=0)),
+                       final_loss=losses[-1] if losses else None, trainable_params=trainable, total_params=total,
+                       stopped_reason=_stop_reason(trainer, time_limit, settings, steps), log_history=history)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.errors import AdviseError
+from foundation.errors import AdviseError
 
 _HERE = Path(__file__).parent
 FILES = ("task.yaml", "data/train.jsonl", "data/eval.jsonl", "docs/handbook.md")

@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from advisor.data import Record
+from foundation.records import Record
 
 
 def build_messages(record: Record, system: str, user_text: str, demos: list[Record] = ()) -> list[dict]:
@@ -26,6 +26,17 @@ def build_messages(record: Record, system: str, user_text: str, demos: list[Reco
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def task_messages(prompt, record: Record, demos: list[Record] = ()) -> list[dict]:
+    """The task's prompt (``prompt:`` section) around one record: what every candidate and every
+    training record is built from."""
+    return build_messages(record, prompt.system, prompt.user_message(record.input), demos)
+
+
+def task_prompts(tokenizer, prompt, records: list[Record], demos: list[Record] = ()) -> list[str]:
+    """The rendered prompt text of every record, ready for :func:`generate`."""
+    return [render_prompt(tokenizer, task_messages(prompt, r, demos)) for r in records]
 
 
 @dataclass

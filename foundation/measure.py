@@ -8,18 +8,11 @@ from typing import Callable
 
 import numpy as np
 
-from advisor.metrics import score_all
-from advisor.resources import PeakMemory
-from advisor.results import CandidateResult, Latency, Quality, Tokens
-from advisor.stats import bootstrap_ci, percentile
-
-DEFAULT_HOURLY_USD = {"cpu": 0.10, "cuda": 2.50}  # a 2-vCPU cloud VM; one on-demand data-centre GPU
-
-
-def hourly_price(task, device: str) -> float:
-    if task.constraints.hourly_price_usd is not None:
-        return task.constraints.hourly_price_usd
-    return DEFAULT_HOURLY_USD["cuda" if device.startswith("cuda") else "cpu"]
+from foundation.costs import hourly_price
+from foundation.metrics import METRICS, score
+from foundation.resources import PeakMemory
+from foundation.results import CandidateResult, Latency, Quality, Tokens, TrialConfig
+from foundation.stats import bootstrap_ci, percentile
 
 
 @dataclass
@@ -35,11 +28,12 @@ class CandidateRun:
     details: dict = field(default_factory=dict)
     one_off_seconds: float = 0.0
     extra_seconds: float = 0.0  # batch work outside generation, e.g. retrieval for all queries
+    config: TrialConfig | None = None  # the fine-tuning configuration that trained ``model``
 
 
 def measure_candidate(ctx, run: CandidateRun) -> CandidateResult:
     """Generate for every eval example in batches, score, time single queries, price, save predictions."""
-    from advisor.generation import generate, time_single_queries
+    from foundation.generation import generate, time_single_queries
 
     task, records = ctx.task, ctx.splits.eval
     # One untimed call first: the first generate on a model pays one-off set-up costs that
@@ -48,10 +42,9 @@ def measure_candidate(ctx, run: CandidateRun) -> CandidateResult:
     with ctx.progress.task(f"Evaluating {run.name}", total=len(run.prompts)) as advance:
         with PeakMemory(ctx.device) as mem:
             gens = generate(run.model, ctx.tokenizer, run.prompts, task.generation, on_batch=advance)
-    refs = [r.output for r in records]
-    scores = score_all(task.metric.name, gens.texts, refs, labels=task.metric.labels, fields=task.metric.fields,
-                       embedder=ctx.embedder if _needs_embedder(task) else None)
-    mean, lo, hi = bootstrap_ci(scores, task.verdict.confidence, task.verdict.bootstrap_samples, task.seed)
+    scores = score(task, gens.texts, [r.output for r in records],
+                   embedder=ctx.embedder if METRICS[task.metric.name].needs_embedder else None)
+    quality = measure_quality(task, scores)
     with ctx.progress.task(f"Timing {run.name} at batch 1", total=task.generation.latency_queries + 1) as advance:
         def timed(i):
             run.answer_one(i)
@@ -60,12 +53,12 @@ def measure_candidate(ctx, run: CandidateRun) -> CandidateResult:
         lat = time_single_queries(timed, list(range(len(records))), task.generation.latency_queries)
     seconds = gens.seconds + run.extra_seconds
     qps = len(records) / seconds if seconds > 0 else 0.0
-    price = hourly_price(task, ctx.device)
+    price = hourly_price(task.constraints, ctx.device)
     predictions = ctx.run_dir / "predictions" / f"{run.name}.jsonl"
     write_predictions(predictions, records, gens.texts, scores)
     return CandidateResult(
         name=run.name, baseline=run.baseline, description=run.description, details=run.details,
-        quality=Quality(mean=mean, ci_low=lo, ci_high=hi, n=len(scores)), scores=scores,
+        quality=quality, scores=scores, config=run.config,
         latency=Latency(p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95), mean_ms=float(np.mean(lat)), n=len(lat)),
         throughput_qps=qps,
         tokens=Tokens(prompt_mean=float(np.mean(gens.prompt_tokens)), answer_mean=float(np.mean(gens.answer_tokens))),
@@ -75,10 +68,10 @@ def measure_candidate(ctx, run: CandidateRun) -> CandidateResult:
     )
 
 
-def _needs_embedder(task) -> bool:
-    from advisor.metrics import METRICS
-
-    return METRICS[task.metric.name].needs_embedder
+def measure_quality(task, scores: list[float]) -> Quality:
+    """Mean and bootstrap CI at the task's confidence: every quality figure is made here."""
+    mean, lo, hi = bootstrap_ci(scores, task.verdict.confidence, task.verdict.bootstrap_samples, task.seed)
+    return Quality(mean=mean, ci_low=lo, ci_high=hi, n=len(scores))
 
 
 def write_predictions(path: Path, records, predictions: list[str], scores: list[float]) -> None:

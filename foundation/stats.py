@@ -42,3 +42,17 @@ def paired_bootstrap(best, other, confidence: float = 0.95, samples: int = 2000,
 
 def percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else float("nan")
+
+
+def judge(best, other, verdict, seed: int = 0) -> dict:
+    """The adequacy judgement the verdict and the tuner's selection share: ``other`` is *adequate*
+    unless a paired bootstrap shows it significantly worse than ``best`` (at ``verdict.confidence``),
+    and even then when it is within ``verdict.min_gain`` of it.
+
+    >>> from types import SimpleNamespace
+    >>> judge([1, 1, 0, 1], [1, 1, 0, 1], SimpleNamespace(confidence=0.95, bootstrap_samples=200, min_gain=0.02))["adequate"]
+    True
+    """
+    test = paired_bootstrap(best, other, verdict.confidence, verdict.bootstrap_samples, seed)
+    worse = test["ci_low"] > 0
+    return {**test, "significantly_worse": worse, "adequate": (not worse) or test["diff"] <= verdict.min_gain}

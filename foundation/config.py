@@ -1,23 +1,55 @@
 """task.yaml: one typed, strictly validated model per section.
 
-Errors name the file and the full key path (``task.yaml: data.train: file not found``);
-unknown keys are rejected. Relative paths are resolved against the YAML file's folder.
+Every number must be finite, every template must format, and unknown keys are rejected.
+Reading the file and turning errors into one line naming the file and the key path is
+``foundation.taskfile.load_task``; checks that need the data or the machine are in
+``foundation.checks``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from advisor.errors import AdviseError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 RECORD_FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "question_answer", "columns")
 KNOWLEDGE_CHANGE = ("never", "yearly", "quarterly", "monthly", "weekly", "daily")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan pass a `gt=0` check and then break costs, charts and results.json.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def check_template(template: str, fields: tuple[str, ...]) -> str | None:
+    """Why ``template`` cannot be used, or None: it must use exactly ``fields`` as ``{name}``
+    placeholders and format. ``'{{input}}'`` contains the text "{input}" but formats to a literal,
+    so the model would never see the question; formatting it is the only reliable check.
+
+    >>> check_template("Q: {input}", ("input",)) is None
+    True
+    >>> check_template("{{input}}", ("input",))
+    'must contain the placeholder {input} (it formats to the text without it)'
+    """
+    import string
+
+    try:
+        used = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as e:  # a stray { or }
+        return f"is not a valid template: {e} (write {{{{ or }}}} for a literal brace)"
+    for name in used:
+        if name not in fields:
+            known = " and ".join("{" + f + "}" for f in fields)
+            return f"unknown placeholder {{{name}}}; use {known} (write {{{{ or }}}} for a literal brace)"
+    marks = {f: f"\x00{f}\x00" for f in fields}
+    try:
+        text = template.format(**marks)
+    except (ValueError, IndexError, KeyError, AttributeError) as e:
+        return f"is not a valid template: {e}"
+    for f in fields:
+        if marks[f] not in text:
+            return f"must contain the placeholder {{{f}}} (it formats to the text without it)"
+    return None
 
 
 class ColumnMapping(Section):
@@ -63,17 +95,23 @@ class PromptConfig(Section):
 
     @field_validator("template")
     @classmethod
-    def _has_input(cls, v: str) -> str:
-        if "{input}" not in v:
-            raise ValueError("template must contain {input}")
+    def _formats_with_input(cls, v: str) -> str:
+        problem = check_template(v, ("input",))
+        if problem:
+            raise ValueError(f"template {problem}")
         return v
 
     @field_validator("rag_template")
     @classmethod
-    def _has_context(cls, v: str) -> str:
-        if "{input}" not in v or "{context}" not in v:
-            raise ValueError("rag_template must contain {input} and {context}")
+    def _formats_with_context(cls, v: str) -> str:
+        problem = check_template(v, ("input", "context"))
+        if problem:
+            raise ValueError(f"rag_template {problem}")
         return v
+
+    def user_message(self, text: str) -> str:
+        """The user turn for one input."""
+        return self.template.format(input=text)
 
 
 class MetricConfig(Section):
@@ -82,13 +120,23 @@ class MetricConfig(Section):
     fields: list[str] | None = Field(None, description="Fields compared by `json` (all reference fields if unset).")
 
     @model_validator(mode="after")
-    def _known(self):
-        from advisor.metrics import METRICS
+    def _fits_the_metric(self):
+        from foundation.metrics import METRICS, OPTION_KEYS
 
-        if self.name not in METRICS:
+        metric = METRICS.get(self.name)
+        if metric is None:
             raise ValueError(f"unknown metric {self.name!r}; choose one of {', '.join(sorted(METRICS))}")
-        if self.name == "accuracy" and not self.labels:
-            raise ValueError("metric 'accuracy' needs `labels`")
+        for key in OPTION_KEYS:
+            value = getattr(self, key)
+            if key in metric.required and not value:
+                raise ValueError(f"metric {self.name!r} needs `{key}`")
+            if value is not None and key not in metric.options:
+                takers = [m.name for m in METRICS.values() if key in m.options]
+                raise ValueError(f"`{key}` is only read by {', '.join(takers)}, not by {self.name!r}")
+        if metric.check_options is not None:
+            problem = metric.check_options(**{k: getattr(self, k) for k in metric.options})
+            if problem:
+                raise ValueError(problem)
         return self
 
 
@@ -133,13 +181,32 @@ class FinetuneBaselineConfig(Section):
     enabled: bool = True
     max_steps: int = Field(60, gt=0, description="Upper bound on optimiser steps.")
     epochs: float = Field(3.0, gt=0, description="Upper bound on passes over train.")
-    rank: int = Field(8, gt=0, description="LoRA rank.")
-    alpha: int = Field(16, gt=0, description="LoRA alpha.")
+    rank: int = Field(8, gt=0, le=4096, description="LoRA rank.")
+    alpha: int = Field(16, gt=0, le=65536, description="LoRA alpha.")
     learning_rate: float = Field(1e-3, gt=0, lt=1)
-    batch_size: int = Field(8, gt=0)
-    max_seq_length: int = Field(256, gt=8)
-    target_modules: str = Field("all-linear", description="'all-linear' or comma-separated module names.")
+    batch_size: int = Field(8, gt=0, le=4096)
+    max_seq_length: int = Field(256, gt=8, le=1_048_576)
+    target_modules: str = Field("all-linear", description="'all-linear', 'attention' or comma-separated module names.")
     time_budget_s: float = Field(900, gt=0, description="Training stops after this many seconds.")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _targets(cls, v: str) -> str:
+        names = parse_target_modules(v)
+        if not names:
+            raise ValueError("give 'all-linear', 'attention' or comma-separated module names such as q_proj,v_proj")
+        return v
+
+
+def parse_target_modules(value: str) -> str | list[str]:
+    """``all-linear`` and ``attention`` as they are; anything else as a list of module names.
+
+    >>> parse_target_modules(" q_proj, v_proj ")
+    ['q_proj', 'v_proj']
+    """
+    if value.strip() in ("all-linear", "attention"):
+        return value.strip()
+    return [m.strip() for m in value.split(",") if m.strip()]
 
 
 class BaselinesConfig(Section):
@@ -181,14 +248,6 @@ class TuneSearchOverride(Section):
         return self
 
 
-def _tune_error(kind: str, message: str, loc: tuple, value):
-    """A validation error at a key below the validated field (``tune.search.<key>``)."""
-    from pydantic_core import InitErrorDetails, PydanticCustomError
-
-    return ValidationError.from_exception_data("TuneConfig", [InitErrorDetails(
-        type=PydanticCustomError(kind, message.replace("{", "{{").replace("}", "}}")), loc=loc, input=value)])
-
-
 class TuneConfig(Section):
     """The study that runs when fine-tuning wins, or with `advise tune`."""
 
@@ -212,30 +271,12 @@ class TuneConfig(Section):
 
     @field_validator("methods")
     @classmethod
-    def _known_methods(cls, v):
-        if v is None:
-            return v
-        from tuner.methods import METHODS
-
-        if not v:
+    def _some_methods(cls, v):
+        # Which names exist is the tuner's registry's to say (tuner.methods.check_tune_section).
+        if v is not None and not v:
             raise ValueError("give at least one method, or leave `methods` out for all")
-        for i, name in enumerate(v):
-            if name not in METHODS:
-                raise _tune_error("unknown_method", f"unknown method {name!r}; choose from {', '.join(METHODS)}",
-                                  (i,), name)
-        if len(set(v)) != len(v):
+        if v is not None and len(set(v)) != len(v):
             raise ValueError("a method is listed twice")
-        return v
-
-    @field_validator("search")
-    @classmethod
-    def _known_hyperparameters(cls, v):
-        from tuner.space import check_search_key
-
-        for key, override in v.items():
-            problem = check_search_key(key, override)
-            if problem:
-                raise _tune_error("bad_search", problem, (key,), override.model_dump(exclude_none=True))
         return v
 
     @field_validator("storage")
@@ -287,135 +328,3 @@ class TaskConfig(Section):
         return self.resolve(self.output.dir) / self.name
 
 
-def _yaml_type(value) -> str:
-    return {dict: "a mapping", list: "a list", str: f"the text {value!r}", int: f"the number {value!r}",
-            float: f"the number {value!r}", bool: f"{str(value).lower()}", type(None): "nothing"}.get(
-        type(value), type(value).__name__)
-
-
-def _key_path(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if p not in ("__root__",)) or "(top level)"
-
-
-def _format_error(err: dict) -> str:
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        return f"unknown key '{err['loc'][-1]}'"
-    if kind == "missing":
-        return "required key is missing"
-    got = type(err.get("input")).__name__
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping of keys, got {_yaml_type(err.get('input'))}"
-    if kind == "path_type":
-        return f"expected a file path, got {_yaml_type(err.get('input'))}"
-    if kind == "string_pattern_mismatch" and err["loc"] == ("name",):
-        return "use letters, digits, '.', '_' and '-' only, starting with a letter or digit"
-    if kind == "list_type":
-        return f"expected a list, got {_yaml_type(err.get('input'))}"
-    msg = err.get("msg", "invalid value")
-    for prefix in ("Value error, ", "Assertion failed, "):
-        msg = msg.removeprefix(prefix)
-    return msg
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key, line, first):
-        self.key, self.line, self.first = key, line, first
-
-
-def _strict_loader():
-    """A SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def construct_mapping(loader, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise _DuplicateKey(key, line, seen[key])
-            seen[key] = line
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    return Loader
-
-
-_StrictLoader = None
-
-
-def load_task(path: str | Path) -> TaskConfig:
-    """Read and validate a task.yaml; every error is an AdviseError naming the file and key.
-
-    >>> load_task("missing.yaml")
-    Traceback (most recent call last):
-    advisor.errors.AdviseError: missing.yaml: file not found
-    """
-    import yaml
-
-    global _StrictLoader
-    if _StrictLoader is None:
-        _StrictLoader = _strict_loader()
-    path = Path(path)
-    shown = str(path)
-    if not path.exists():
-        raise AdviseError("file not found", file=shown)
-    if path.is_dir():
-        raise AdviseError("is a folder; give the task.yaml inside it", file=shown)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=shown, where=line) from None
-    except OSError as e:
-        raise AdviseError(f"cannot read: {e.strerror}", file=shown) from None
-    try:
-        raw = yaml.load(text, Loader=_StrictLoader)
-    except _DuplicateKey as e:
-        raise AdviseError(f"duplicate key '{e.key}' (first on line {e.first})", file=shown, where=e.line) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        problem = getattr(e, "problem", None) or "malformed YAML"
-        raise AdviseError(f"malformed YAML: {problem}", file=shown, where=(mark.line + 1) if mark else None) from None
-    if raw is None:
-        raise AdviseError("the file is empty", file=shown)
-    if not isinstance(raw, dict):
-        raise AdviseError(f"the top level must be a mapping of keys, not a {type(raw).__name__}", file=shown)
-    if "source_path" in raw:
-        raise AdviseError("unknown key 'source_path'", file=shown, where="(top level)")
-    try:
-        task = TaskConfig.model_validate(raw)
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise AdviseError(_format_error(first), file=shown, where=_key_path(first["loc"])) from None
-    task.source_path = path.resolve()
-    _check_paths(task, shown)
-    return task
-
-
-def _check_paths(task: TaskConfig, shown: str) -> None:
-    data = task.data
-    from advisor.data import display_path
-
-    for key in ("train", "eval", "file"):
-        value = getattr(data, key)
-        if value is None:
-            continue
-        full = task.resolve(value)
-        if not full.exists():
-            raise AdviseError(f"file not found: {display_path(full)}", file=shown, where=f"data.{key}")
-        if full.is_dir():
-            raise AdviseError(f"is a folder, not a data file: {display_path(full)}", file=shown, where=f"data.{key}")
-    from advisor.models import resolve_embedder, resolve_model
-
-    for key, resolve in (("model", resolve_model), ("embedder", resolve_embedder)):
-        try:
-            resolve(getattr(task, key), task.base_dir)
-        except AdviseError as e:
-            raise AdviseError(e.message, file=shown, where=key) from None
-    for i, p in enumerate(task.corpus.paths):
-        if not task.resolve(p).exists():
-            raise AdviseError(f"not found: {display_path(task.resolve(p))}", file=shown, where=f"corpus.paths.{i}")

@@ -11,10 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.errors import AdviseError
+from foundation.errors import AdviseError
 
-SCHEMA_VERSION = 1
-SIMPLICITY = {"prompt": 0, "rag": 1, "finetune": 2}  # ties go to the simplest
+SCHEMA_VERSION = 2
 
 
 class Model(BaseModel):
@@ -40,11 +39,26 @@ class Tokens(Model):
     answer_mean: float
 
 
+class TrialConfig(Model):
+    """One fine-tuning configuration: what the pilot trains and what each tuner trial samples.
+
+    ``params`` holds the method's hyperparameters and the shared ones under their plain names
+    (``rank``, ``learning_rate``, ``epochs``, ``batch_size``, ...), as ``tuner.space`` names them.
+    """
+
+    method: str = Field("lora", description="a tuner.methods entry")
+    objective: str = Field("sft", description="the training objective")
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+    max_steps: int = Field(description="optimiser steps at most")
+    max_seq_length: int = Field(description="tokens per training record at most")
+    time_budget_s: float | None = Field(None, description="training stops after this many seconds")
+
+
 class CandidateResult(Model):
     """One measured candidate: e.g. ``prompt-zero-shot``, ``prompt-few-shot``, ``rag``, ``finetune``."""
 
     name: str
-    baseline: str = Field(description="prompt, rag or finetune; decides simplicity order")
+    baseline: str = Field(description="the baselines registry entry that measured it (prompt, rag, finetune)")
     description: str
     details: dict[str, Any] = Field(default_factory=dict)
     quality: Quality
@@ -57,10 +71,7 @@ class CandidateResult(Model):
     cost_per_1k_usd: float
     peak_memory_mb: float
     predictions_file: str
-
-    @property
-    def simplicity(self) -> int:
-        return SIMPLICITY.get(self.baseline, 9)
+    config: TrialConfig | None = Field(None, description="the fine-tuning configuration that trained it")
 
 
 class Comparison(Model):
@@ -85,7 +96,6 @@ class Verdict(Model):
     cautions: list[str] = Field(default_factory=list)
     comparisons: list[Comparison]
     rule: str
-    pilot_config: dict[str, Any] | None = None
 
 
 class Trial(Model):
@@ -151,13 +161,48 @@ class Results(Model):
         return next(c for c in self.candidates if c.name == name)
 
 
+    def finetuned_config(self) -> TrialConfig | None:
+        """The configuration of the best-scoring fine-tuned candidate (the pilot), if one ran."""
+        tuned = [c for c in self.candidates if c.config is not None]
+        return max(tuned, key=lambda c: c.quality.mean).config if tuned else None
+
+
 def save_results(results: Results, run_dir: Path) -> Path:
+    """Write ``run_dir/results.json`` atomically: a crash never leaves half a file, and two writers
+    never share a temporary file."""
+    import os
+    import uuid
+
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "results.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(results.model_dump_json(indent=2))
-    tmp.replace(path)  # atomic: a crash never leaves half a results file
+    tmp = run_dir / f".results.json.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        tmp.write_text(results.model_dump_json(indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _v1_to_v2(raw: dict) -> dict:
+    """v1 kept the pilot's configuration as an untyped ``verdict.pilot_config`` (only when fine-tuning
+    won); v2 keeps a typed ``config`` on every fine-tuned candidate."""
+    verdict = raw.get("verdict")
+    if isinstance(verdict, dict):
+        verdict.pop("pilot_config", None)
+    for c in raw.get("candidates") or []:
+        d = c.get("details") or {}
+        if c.get("baseline") == "finetune" and "learning_rate" in d:
+            params = {k: d[k] for k in ("rank", "alpha", "learning_rate", "target_modules", "epochs", "batch_size")
+                      if k in d}
+            c["config"] = {"method": d.get("method", "lora"), "objective": "sft",
+                           "params": {**params, "dropout": 0.0, "warmup_ratio": 0.0, "weight_decay": 0.0},
+                           "max_steps": d.get("max_steps", 60), "max_seq_length": d.get("max_seq_length", 256)}
+    raw["schema_version"] = 2
+    return raw
+
+
+MIGRATIONS = {1: _v1_to_v2}  # schema_version -> the function that lifts it one version
 
 
 def load_results(run_dir: str | Path) -> Results:
@@ -170,6 +215,9 @@ def load_results(run_dir: str | Path) -> Results:
     except (ValueError, UnicodeDecodeError) as e:
         raise AdviseError(f"not valid JSON: {e}", file=path) from None
     version = raw.get("schema_version") if isinstance(raw, dict) else None
+    while version in MIGRATIONS:
+        raw = MIGRATIONS[version](raw)
+        version = raw["schema_version"]
     if version != SCHEMA_VERSION:
         raise AdviseError(f"schema_version {version!r} is not supported (this advise reads {SCHEMA_VERSION})",
                           file=path, where="schema_version")

@@ -1,0 +1,53 @@
+"""The RAG corpus: files and folders of .md, .txt and .jsonl → documents."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from foundation.errors import AdviseError
+from foundation.paths import display_path
+from foundation.readers import read_rows
+
+CORPUS_SUFFIXES = (".md", ".txt", ".jsonl")
+
+
+@dataclass
+class Document:
+    source: str
+    text: str
+
+
+def load_corpus(task) -> list[Document]:
+    """Documents from the corpus files and folders; errors name the offending file."""
+    shown_task = display_path(task.source_path) if task.source_path else "task.yaml"
+    files: list[Path] = []
+    for i, p in enumerate(task.corpus.paths):
+        full = task.resolve(p)
+        if full.is_dir():
+            files.extend(sorted(f for f in full.rglob("*") if f.is_file() and f.suffix.lower() in CORPUS_SUFFIXES))
+        else:
+            if full.suffix.lower() not in CORPUS_SUFFIXES:
+                raise AdviseError(f"unsupported corpus file {full.name}; use .md, .txt or .jsonl", file=shown_task,
+                                  where=f"corpus.paths.{i}")
+            files.append(full)
+    docs = []
+    for f in files:
+        if f.suffix.lower() == ".jsonl":
+            for line, row in read_rows(f, display_path(f)):
+                value = row.get(task.corpus.jsonl_text_field)
+                if not isinstance(value, str):
+                    raise AdviseError(f"no text field '{task.corpus.jsonl_text_field}'", file=display_path(f), where=line)
+                if value.strip():
+                    docs.append(Document(f"{f.name}:{line}", value))
+        else:
+            try:
+                text = f.read_bytes().decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                line = f.read_bytes()[: e.start].count(b"\n") + 1
+                raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=display_path(f), where=line) from None
+            if text.strip():
+                docs.append(Document(f.name, text))
+    if task.corpus.paths and not docs:
+        raise AdviseError("the corpus has no readable text (.md, .txt or .jsonl files)", file=shown_task,
+                          where="corpus.paths")
+    return docs

@@ -1,0 +1,116 @@
+"""Loading task data: files → records → train / validation / eval splits, with stats on
+formats, sizes and leakage. Readers are in ``foundation.readers``, formats in ``foundation.records``.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from foundation.errors import AdviseError
+from foundation.paths import display_path
+from foundation.readers import read_rows
+from foundation.records import Record, detect_format, to_record
+
+MIN_EVAL_EXAMPLES = 5  # below this a bootstrap CI says nothing useful
+
+
+@dataclass
+class Splits:
+    train: list[Record]
+    validation: list[Record]
+    eval: list[Record]
+    stats: dict
+
+
+def load_records(path: Path, fmt: str = "auto", columns=None, shown: str | None = None) -> tuple[list[Record], str]:
+    """All records of one file and the format they are in."""
+    shown = shown or str(path)
+    rows = read_rows(path, shown)
+    if not rows:
+        raise AdviseError("no records", file=shown)
+    if columns is not None and fmt == "auto":
+        fmt = "columns"
+    file_fmt = None if fmt == "auto" else fmt
+    records = []
+    for line, row in rows:
+        row_fmt = fmt
+        if fmt == "auto":
+            row_fmt = detect_format(row)
+            if row_fmt is None:
+                keys = ", ".join(sorted(map(str, row))[:6]) or "none"
+                raise AdviseError(f"unrecognised record format (keys: {keys}); set data.format or data.columns",
+                                  file=shown, where=line)
+            if file_fmt is None:
+                file_fmt = row_fmt
+            elif row_fmt != file_fmt:
+                raise AdviseError(f"mixed formats in one file: this record is {row_fmt}, earlier ones are {file_fmt}",
+                                  file=shown, where=line)
+        try:
+            record = to_record(row, row_fmt, columns)
+        except ValueError as e:
+            raise AdviseError(f"{file_fmt} record: {e}", file=shown, where=line) from None
+        record.origin = (shown, line)
+        records.append(record)
+    return records, file_fmt
+
+
+def load_splits(task) -> Splits:
+    """Train / validation / eval records for a task, with stats on formats, sizes and leakage."""
+    data = task.data
+    shown_task = display_path(task.source_path) if task.source_path else "task.yaml"
+    rng = random.Random(task.seed)
+    formats = {}
+    if data.file is not None:
+        path = task.resolve(data.file)
+        records, formats["file"] = load_records(path, data.format, data.columns, display_path(path))
+        order = list(range(len(records)))
+        rng.shuffle(order)
+        n_eval = max(1, round(len(records) * data.eval_fraction))
+        eval_recs = [records[i] for i in order[:n_eval]]
+        train = [records[i] for i in order[n_eval:]]
+    else:
+        train, formats["train"] = load_records(task.resolve(data.train), data.format, data.columns,
+                                               display_path(task.resolve(data.train)))
+        eval_recs, formats["eval"] = load_records(task.resolve(data.eval), data.format, data.columns,
+                                                  display_path(task.resolve(data.eval)))
+    if data.max_eval:
+        eval_recs = eval_recs[: data.max_eval]
+    if data.max_train:
+        train = train[: data.max_train]
+    if len(eval_recs) < MIN_EVAL_EXAMPLES:
+        where = "data.max_eval" if data.max_eval and data.max_eval < MIN_EVAL_EXAMPLES else (
+            "data.eval" if data.file is None else "data.eval_fraction")
+        raise AdviseError(f"the eval split has {len(eval_recs)} records; a confidence interval needs at least "
+                          f"{MIN_EVAL_EXAMPLES}", file=shown_task, where=where)
+    if not train:
+        where = "data.eval_fraction" if data.file is not None else ("data.max_train" if data.max_train else "data.train")
+        raise AdviseError("the train split is empty", file=shown_task, where=where)
+    check_references(task, train + eval_recs, shown_task)
+    eval_keys = {r.key() for r in eval_recs}
+    leaked = [r for r in train if r.key() in eval_keys]
+    val = []
+    if data.validation_fraction > 0 and len(train) >= 10:
+        order = list(range(len(train)))
+        random.Random(task.seed + 1).shuffle(order)
+        n_val = max(2, round(len(train) * data.validation_fraction))
+        val = [train[i] for i in sorted(order[:n_val])]
+        train = [train[i] for i in sorted(order[n_val:])]
+    stats = {
+        "formats": formats,
+        "sizes": {"train": len(train), "validation": len(val), "eval": len(eval_recs)},
+        "leakage": {"train_eval_duplicates": len(leaked),
+                    "examples": [r.input[:120] for r in leaked[:5]]},
+    }
+    return Splits(train=train, validation=val, eval=eval_recs, stats=stats)
+
+
+def check_references(task, records: list[Record], shown_task: str) -> None:
+    """References the metric can never match are data errors, not zero scores (the metric's own check)."""
+    from foundation.metrics import check_reference
+
+    for r in records:
+        problem = check_reference(task.metric, r.output)
+        if problem:
+            file, line = r.origin or (shown_task, "metric")
+            raise AdviseError(problem, file=file, where=line)

@@ -1,0 +1,81 @@
+"""Data files → rows, each with where it came from (line, item or row number) for error messages.
+
+Supported files: .jsonl, .json (a list of objects), .csv, .parquet.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from foundation.errors import AdviseError
+
+
+def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dict]]:
+    """Rows of a data file with where each came from: line number (jsonl, csv), ``item N`` (json)
+    or ``row N`` (parquet), counted from 1."""
+    shown = shown or str(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _read_parquet(path, shown)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise AdviseError(f"cannot read: {e.strerror}", file=shown) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=shown, where=line) from None
+    if suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise AdviseError(f"invalid JSON: {e.msg}", file=shown, where=n) from None
+            if not isinstance(obj, dict):
+                raise AdviseError(f"expected a JSON object, got {type(obj).__name__}", file=shown, where=n)
+            rows.append((n, obj))
+        return rows
+    if suffix == ".json":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise AdviseError(f"invalid JSON: {e.msg}", file=shown, where=e.lineno) from None
+        if isinstance(obj, dict) and isinstance(obj.get("data"), list):
+            obj = obj["data"]
+        if not isinstance(obj, list):
+            raise AdviseError("expected a JSON list of records", file=shown)
+        for i, item in enumerate(obj, 1):
+            if not isinstance(item, dict):
+                raise AdviseError(f"expected a JSON object, got {type(item).__name__}", file=shown, where=f"item {i}")
+        return [(f"item {i}", item) for i, item in enumerate(obj, 1)]
+    if suffix == ".csv":
+        import csv
+        import io
+
+        reader = csv.DictReader(io.StringIO(text))
+        rows = []
+        try:
+            for row in reader:
+                if None in row:
+                    raise AdviseError("more values than header columns", file=shown, where=reader.line_num)
+                rows.append((reader.line_num, {k: v for k, v in row.items()}))
+        except csv.Error as e:
+            raise AdviseError(f"malformed CSV: {e}", file=shown, where=reader.line_num) from None
+        return rows
+    raise AdviseError(f"unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet", file=shown)
+
+
+def _read_parquet(path: Path, shown: str) -> list[tuple[int, dict]]:
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for a bad file
+        raise AdviseError(f"cannot read parquet: {e}", file=shown) from None
+    return [(f"row {i}", row) for i, row in enumerate(table.to_pylist(), 1)]
+
+

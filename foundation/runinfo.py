@@ -1,0 +1,65 @@
+"""What every run starts with, whichever command starts it (``advise run``, ``advise tune``, the
+service): quiet libraries, the environment it ran in, and an empty results record."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+
+from foundation import __version__
+from foundation.results import Results
+
+
+def quiet_libraries() -> None:
+    """Library progress bars, info logs and warnings the user did not cause would drown our own
+    output and make a late error more than one line."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Notices the libraries raise about each other (renamed arguments, deprecations), not about the task.
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    for name in ("torch", "accelerate", "peft", "trl", "sentence_transformers", "faiss", "httpx", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def environment(device: str) -> dict:
+    """The machine and library versions, recorded in results.json."""
+    import torch
+
+    env = {"python": platform.python_version(), "platform": platform.platform(), "device": device,
+           "cpu": _cpu_model(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    for pkg in ("torch", "transformers", "peft", "trl", "datasets", "sentence_transformers", "faiss", "optuna"):
+        try:
+            env[pkg] = __import__(pkg).__version__
+        except Exception:  # optional or oddly packaged: record that it is absent
+            env[pkg] = None
+    if device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name(0)
+    env["advise"] = __version__
+    return env
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def new_results(task, device: str, data_stats: dict) -> Results:
+    """An empty results record for ``task``, marked interrupted until a command completes it."""
+    return Results(advise_version=__version__, status="interrupted",
+                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                   task=task.model_dump(mode="json"), environment=environment(device), data=data_stats, candidates=[])

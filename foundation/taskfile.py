@@ -1,0 +1,142 @@
+"""Reading a task.yaml: strict YAML, one typed model, every error one line naming the file and key.
+
+>>> load_task("missing.yaml")
+Traceback (most recent call last):
+foundation.errors.AdviseError: missing.yaml: file not found
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from foundation.config import TaskConfig
+from foundation.errors import AdviseError
+from foundation.paths import display_path
+
+
+def _yaml_type(value) -> str:
+    return {dict: "a mapping", list: "a list", str: f"the text {value!r}", int: f"the number {value!r}",
+            float: f"the number {value!r}", bool: f"{str(value).lower()}", type(None): "nothing"}.get(
+        type(value), type(value).__name__)
+
+
+def _key_path(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if p not in ("__root__",)) or "(top level)"
+
+
+def _format_error(err: dict) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return f"unknown key '{err['loc'][-1]}'"
+    if kind == "missing":
+        return "required key is missing"
+    got = type(err.get("input")).__name__
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping of keys, got {_yaml_type(err.get('input'))}"
+    if kind == "path_type":
+        return f"expected a file path, got {_yaml_type(err.get('input'))}"
+    if kind == "string_pattern_mismatch" and err["loc"] == ("name",):
+        return "use letters, digits, '.', '_' and '-' only, starting with a letter or digit"
+    if kind == "list_type":
+        return f"expected a list, got {_yaml_type(err.get('input'))}"
+    msg = err.get("msg", "invalid value")
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, line, first):
+        self.key, self.line, self.first = key, line, first
+
+
+def _strict_loader():
+    """A SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(key, line, seen[key])
+            seen[key] = line
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return Loader
+
+
+_StrictLoader = None
+
+
+def load_task(path: str | Path) -> TaskConfig:
+    """Read and validate a task.yaml; every error is an AdviseError naming the file and key."""
+    import yaml
+
+    global _StrictLoader
+    if _StrictLoader is None:
+        _StrictLoader = _strict_loader()
+    path = Path(path)
+    shown = str(path)
+    if not path.exists():
+        raise AdviseError("file not found", file=shown)
+    if path.is_dir():
+        raise AdviseError("is a folder; give the task.yaml inside it", file=shown)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=shown, where=line) from None
+    except OSError as e:
+        raise AdviseError(f"cannot read: {e.strerror}", file=shown) from None
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)
+    except _DuplicateKey as e:
+        raise AdviseError(f"duplicate key '{e.key}' (first on line {e.first})", file=shown, where=e.line) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or "malformed YAML"
+        raise AdviseError(f"malformed YAML: {problem}", file=shown, where=(mark.line + 1) if mark else None) from None
+    if raw is None:
+        raise AdviseError("the file is empty", file=shown)
+    if not isinstance(raw, dict):
+        raise AdviseError(f"the top level must be a mapping of keys, not a {type(raw).__name__}", file=shown)
+    if "source_path" in raw:
+        raise AdviseError("unknown key 'source_path'", file=shown, where="(top level)")
+    try:
+        task = TaskConfig.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise AdviseError(_format_error(first), file=shown, where=_key_path(first["loc"])) from None
+    task.source_path = path.resolve()
+    _check_paths(task, shown)
+    return task
+
+
+def _check_paths(task: TaskConfig, shown: str) -> None:
+    data = task.data
+    for key in ("train", "eval", "file"):
+        value = getattr(data, key)
+        if value is None:
+            continue
+        full = task.resolve(value)
+        if not full.exists():
+            raise AdviseError(f"file not found: {display_path(full)}", file=shown, where=f"data.{key}")
+        if full.is_dir():
+            raise AdviseError(f"is a folder, not a data file: {display_path(full)}", file=shown, where=f"data.{key}")
+    from foundation.models import resolve_embedder, resolve_model
+
+    for key, resolve in (("model", resolve_model), ("embedder", resolve_embedder)):
+        try:
+            resolve(getattr(task, key), task.base_dir)
+        except AdviseError as e:
+            raise AdviseError(e.message, file=shown, where=key) from None
+    for i, p in enumerate(task.corpus.paths):
+        if not task.resolve(p).exists():
+            raise AdviseError(f"not found: {display_path(task.resolve(p))}", file=shown, where=f"corpus.paths.{i}")

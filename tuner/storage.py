@@ -1,0 +1,71 @@
+"""Where a study lives: an Optuna RDB storage (SQLite in the run directory by default, PostgreSQL
+for a sweep over several machines) with heartbeats, and the checks made when joining one."""
+from __future__ import annotations
+
+import re
+import time
+
+from foundation.errors import AdviseError
+from foundation.paths import display_path
+
+
+def driver_url(url: str) -> str:
+    """Pick an installed PostgreSQL driver: SQLAlchemy 2.1 defaults ``postgresql://`` to psycopg 3.
+
+    >>> driver_url("sqlite:///study.db")
+    'sqlite:///study.db'
+    """
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def hide_password(url: str) -> str:
+    """A storage URL fit to print.
+
+    >>> hide_password("postgresql://me:secret@db/sweeps")
+    'postgresql://me:***@db/sweeps'
+    """
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def open_storage(url: str, tune):
+    """The Optuna RDB storage at ``url`` with heartbeats every ``tune.heartbeat_s``; a trial whose
+    worker stopped beating for ``2 × heartbeat_s`` is failed and retried up to ``tune.max_retry``."""
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    url = driver_url(url)
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    for attempt in range(6):
+        try:
+            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=tune.heartbeat_s,
+                              grace_period=2 * tune.heartbeat_s,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=tune.max_retry))
+        except Exception as e:
+            # Workers starting together on a fresh database race to create Optuna's tables;
+            # the loser sees a duplicate-key error and finds the tables there on the next try.
+            if attempt < 5 and any(s in str(e) for s in ("duplicate key", "already exists", "database is locked")):
+                time.sleep(0.5 + attempt)
+                continue
+            raise AdviseError(f"cannot open the study storage {hide_password(url)}: {str(e).splitlines()[0]}",
+                              where="tune.storage") from None
+
+
+def check_same_search(study, tune, url: str, task_file=None) -> None:
+    """A study's distributions are fixed by the ``tune.search`` it started with: resuming or joining
+    it with other ranges would fail trial after trial, so say so once, before anything runs."""
+    current = {k: v.model_dump(exclude_none=True) for k, v in sorted(tune.search.items())}
+    stored = study.user_attrs.get("search")
+    if stored is None:
+        study.set_user_attr("search", current)
+        return
+    changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if changed:
+        raise AdviseError(
+            f"the study in {hide_password(url)} was started with other tune.search ranges "
+            f"(changed: {', '.join(changed)}); put them back in task.yaml to continue it, or run "
+            "`advise tune` without --resume to start a new study", file=display_path(task_file) if task_file else None,
+            where="tune.search")
