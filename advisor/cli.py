@@ -40,20 +40,12 @@ def init(folder: Path = typer.Argument(..., help="Folder to create with a commen
 @app.command()
 def validate(task_file: Path = typer.Argument(..., help="task.yaml to check.")):
     """Check a task.yaml and its data without loading any model."""
-    from advisor.tasks import load_task
-    from foundation.corpus import load_corpus
-    from foundation.data import load_splits
+    from advisor.tasks import check_task
 
-    task = load_task(task_file)
-    splits = load_splits(task)
-    corpus = load_corpus(task)
-    s, leak = splits.stats, splits.stats["leakage"]["train_eval_duplicates"]
-    formats = ", ".join(f"{k}: {v}" for k, v in s["formats"].items())
-    typer.echo(f"{task_file}: ok — task '{task.name}', formats ({formats}), train {s['sizes']['train']}, "
-               f"validation {s['sizes']['validation']}, eval {s['sizes']['eval']}, corpus documents {len(corpus)}, "
-               f"metric {task.metric.name}")
-    if leak:
-        typer.echo(f"warning: {leak} eval records also appear in train (leakage); scores will be optimistic", err=True)
+    checked = check_task(task_file)
+    typer.echo(f"{task_file}: ok — {checked.summary()}")
+    for warning in checked.warnings:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()
@@ -62,15 +54,16 @@ def run(task_file: Path = typer.Argument(..., help="task.yaml to run."),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
         no_tune: bool = typer.Option(False, "--no-tune", help="Stop after the verdict even if fine-tuning wins.")):
     """Measure prompt-only, RAG and a pilot fine-tune; give the verdict; tune if fine-tuning wins."""
-    from advisor.tasks import load_task
     from advisor.pipeline import run_task
+    from advisor.tasks import check_task
     from foundation.progress import Progress
 
-    task = load_task(task_file)
+    checked = check_task(task_file)
+    task = checked.task
     console = _console(quiet, json_out)
     try:
         with Progress(console, enabled=not quiet) as progress:
-            results = run_task(task, progress, tune=not no_tune)
+            results = run_task(checked, progress, tune=not no_tune)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: what was measured is kept in {task.run_dir / 'results.json'}", err=True)
         raise typer.Exit(130)

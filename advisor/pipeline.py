@@ -15,18 +15,21 @@ from foundation.results import Results, load_results, save_results
 from foundation.runinfo import new_results, quiet_libraries
 
 
-def run_task(task, progress: Progress = QUIET, *, tune: bool = True) -> Results:
-    """Measure the enabled baselines on the eval split, decide, and run the study if fine-tuning wins."""
+def run_task(checked, progress: Progress = QUIET, *, tune: bool = True) -> Results:
+    """Measure the enabled baselines on the eval split, decide, and run the study if fine-tuning wins.
+
+    ``checked`` is what ``advisor.tasks.check_task`` returns (a task.yaml path or a loaded task is
+    checked here first).
+    """
+    from advisor.tasks import CheckedTask, check_task
     from advisor.verdict import decide
     from baselines.base import RunContext, load_all
-    from foundation.corpus import load_corpus
-    from foundation.data import load_splits
     from foundation.models import load_model, load_tokenizer, pick_device, resolve_model
 
     quiet_libraries()
     t0 = time.perf_counter()
-    splits = load_splits(task)
-    corpus = load_corpus(task)
+    checked = checked if isinstance(checked, CheckedTask) else check_task(checked)
+    task, splits, corpus = checked.task, checked.splits, checked.corpus
     device = pick_device(task.device)
     run_dir = task.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
