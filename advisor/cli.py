@@ -9,13 +9,23 @@ import typer
 
 from foundation.errors import AdviseError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Do we need to fine-tune? Measure prompt-only, RAG and a pilot fine-tune on your own data.")
 _state = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from foundation import __version__
+
+        typer.echo(f"advise {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")):
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")):
     _state["debug"] = debug
 
 
@@ -42,8 +52,11 @@ def validate(task_file: Path = typer.Argument(..., help="task.yaml to check.")):
     """Check a task.yaml and its data without loading any model."""
     from advisor.tasks import check_task
 
+    _state["task_file"] = str(task_file)
     checked = check_task(task_file)
     typer.echo(f"{task_file}: ok — {checked.summary()}")
+    for note in checked.training:
+        typer.echo(f"  {note}")
     for warning in checked.warnings:
         typer.echo(f"warning: {warning}", err=True)
 
@@ -58,6 +71,7 @@ def run(task_file: Path = typer.Argument(..., help="task.yaml to run."),
     from advisor.tasks import check_task
     from foundation.progress import Progress
 
+    _state["task_file"] = str(task_file)
     checked = check_task(task_file)
     task = checked.task
     console = _console(quiet, json_out)
@@ -78,7 +92,7 @@ def _finish(results, run_dir: Path, console, quiet: bool, json_out: bool) -> Non
         typer.echo(reports.report_json(results, run_dir))
     elif not quiet:
         reports.print_summary(results, run_dir, console)
-        console.print(f"report: {html}")
+        console.print(f"report: {html}", markup=False, highlight=False)
 
 
 @app.command()
@@ -104,6 +118,7 @@ def tune(task_file: Path = typer.Argument(..., help="task.yaml whose `tune:` sec
     from foundation.progress import Progress
     from advisor.pipeline import tune_task
 
+    _state["task_file"] = str(task_file)
     task = load_task(task_file)
     console = _console(quiet, json_out)
     with Progress(console, enabled=not quiet) as progress:
@@ -122,31 +137,61 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory with a fini
     typer.echo(f"wrote {path}")
 
 
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage-error types, abort types) of every click the installed typer may raise from: its own
+    bundled copy (typer ≥ 0.24 ships ``typer._click``) and the ``click`` package."""
+    import importlib
+
+    errors, aborts = [], []
+    for name in ("typer._click.exceptions", "typer.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors += [getattr(module, "ClickException")] if hasattr(module, "ClickException") else []
+        aborts += [getattr(module, "Abort")] if hasattr(module, "Abort") else []
+    return tuple(errors), tuple(aborts)
+
+
+def _usage_line(e) -> str:
+    """A click usage error in one line, with where to find the usage."""
+    message = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    return f"{message} (see {ctx.command_path} --help)" if ctx is not None else message
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; --debug shows the traceback."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    debug = "--debug" in args
+    usage_errors, aborts = _click_exceptions()
     try:
         # Outside standalone mode click returns a command's Exit code instead of raising it.
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=args, prog_name="advise", standalone_mode=False)
     except AdviseError as e:
         if debug:
             raise
+        if e.file is None and _state.get("task_file") is not None:
+            e = AdviseError(e.message, file=_state["task_file"], where=e.where)
         print(f"error: {e.one_line()}", file=sys.stderr)
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, *aborts):
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # click's usage errors and the like
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
-            return 130
-        raise
+    except usage_errors as e:
+        if debug:
+            raise
+        print(f"error: {_usage_line(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug, not bad input: still one line, and how to see more
+        if debug:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"error: internal error {type(e).__name__}: {first} (a bug in advise; what was measured is kept in "
+              "results.json; rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
     return code if isinstance(code, int) else 0
 
 

@@ -12,7 +12,7 @@ from foundation.errors import AdviseError
 from foundation.paths import display_path
 from foundation.progress import QUIET, Progress
 from foundation.results import Results, load_results, save_results
-from foundation.runinfo import new_results, quiet_libraries
+from foundation.runinfo import new_results, quiet_libraries, run_dir_lock
 
 
 def run_task(checked, progress: Progress = QUIET, *, tune: bool = True) -> Results:
@@ -22,18 +22,22 @@ def run_task(checked, progress: Progress = QUIET, *, tune: bool = True) -> Resul
     checked here first).
     """
     from advisor.tasks import CheckedTask, check_task
-    from advisor.verdict import decide
-    from baselines.base import RunContext, load_all
-    from foundation.models import load_model, load_tokenizer, pick_device, resolve_model
 
     quiet_libraries()
     t0 = time.perf_counter()
     checked = checked if isinstance(checked, CheckedTask) else check_task(checked)
+    with run_dir_lock(checked.task.run_dir, task_file=display_path(checked.task.source_path)):
+        return _run(checked, progress, tune, time.perf_counter() - t0)
+
+
+def _run(checked, progress: Progress, tune: bool, load_data: float) -> Results:
+    from advisor.verdict import decide
+    from baselines.base import RunContext, load_all
+    from foundation.models import load_model, load_tokenizer, pick_device, resolve_model
+
     task, splits, corpus = checked.task, checked.splits, checked.corpus
     device = pick_device(task.device)
     run_dir = task.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    load_data = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     source = resolve_model(task.model, task.base_dir)
@@ -79,12 +83,21 @@ def tune_task(task, *, progress: Progress = QUIET, resume: bool = False, storage
     verdict and gains the study, starting from its pilot; otherwise a results file with the
     study alone is written.
     """
-    from foundation.data import load_splits
+    from advisor.tasks import check_task
+    from tuner.storage import check_storage_url
+
+    quiet_libraries()
+    if storage is not None and (problem := check_storage_url(storage)):
+        raise AdviseError(problem, where="--storage")
+    splits = check_task(task).splits
+    with run_dir_lock(task.run_dir, shared=True, task_file=display_path(task.source_path)):
+        return _tune(task, splits, progress, resume, storage, n_trials)
+
+
+def _tune(task, splits, progress: Progress, resume: bool, storage: str | None, n_trials: int | None) -> Results:
     from foundation.models import pick_device
     from tuner.study import run_study
 
-    quiet_libraries()
-    splits = load_splits(task)
     run_dir = task.run_dir
     if resume and not (storage or task.tune.storage) and not (run_dir / "study.db").exists():
         raise AdviseError(f"nothing to resume: {run_dir / 'study.db'} does not exist; run without --resume")

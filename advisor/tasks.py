@@ -25,9 +25,13 @@ def load_task(path: str | Path) -> TaskConfig:
     foundation.errors.AdviseError: missing.yaml: file not found
     """
     from tuner.methods import check_tune_section
+    from tuner.storage import check_storage_url
 
     task = read_task(path)
     problem = check_tune_section(task.tune)
+    if problem is None and task.tune.storage is not None:
+        message = check_storage_url(task.tune.storage)
+        problem = ("tune.storage", message) if message else None
     if problem:
         where, message = problem
         raise AdviseError(message, file=display_path(Path(path)), where=where)
@@ -42,6 +46,7 @@ class CheckedTask:
     splits: object  # foundation.data.Splits
     corpus: list  # foundation.corpus.Document
     warnings: list[str] = field(default_factory=list)
+    training: list[str] = field(default_factory=list)  # the sequence lengths training will use
 
     def summary(self) -> str:
         s = self.splits.stats
@@ -51,16 +56,66 @@ class CheckedTask:
                 f"corpus documents {len(self.corpus)}, metric {self.task.metric.name}")
 
 
-def check_task(path_or_task: str | Path | TaskConfig) -> CheckedTask:
-    """``load_task`` (unless given a loaded task), then the data, the splits and the corpus."""
+def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True) -> CheckedTask:
+    """``load_task`` (unless given a loaded task), then the data, the splits, the corpus, the
+    device, and (with ``training``) what fine-tuning needs: the model's layers that
+    ``target_modules`` names and the training records' token lengths. No weights are loaded."""
     from foundation.corpus import load_corpus
     from foundation.data import load_splits
 
     task = path_or_task if isinstance(path_or_task, TaskConfig) else load_task(path_or_task)
+    shown = display_path(task.source_path) if task.source_path else "task.yaml"
     splits = load_splits(task)
     corpus = load_corpus(task)
-    warnings = []
+    checked = CheckedTask(task=task, splits=splits, corpus=corpus)
     leak = splits.stats["leakage"]["train_eval_duplicates"]
     if leak:
-        warnings.append(f"{leak} eval records also appear in train (leakage); scores will be optimistic")
-    return CheckedTask(task=task, splits=splits, corpus=corpus, warnings=warnings)
+        checked.warnings.append(f"{leak} eval records also appear in train (leakage); scores will be optimistic")
+    _with_file(shown, _check_device, task)
+    if training:
+        checked.training = _with_file(shown, _check_training, task, splits)
+    return checked
+
+
+def _with_file(shown: str, check, *args):
+    """Run ``check``; its AdviseError names the task file (the key alone says little on its own)."""
+    try:
+        return check(*args)
+    except AdviseError as e:
+        if e.file is not None:
+            raise
+        raise AdviseError(e.message, file=shown, where=e.where) from None
+
+
+def _check_device(task) -> None:
+    from foundation.models import pick_device
+
+    pick_device(task.device)
+
+
+def _check_training(task, splits) -> list[str]:
+    """What the pilot and the study will need; notes on the sequence lengths they will use."""
+    from foundation.models import load_tokenizer, resolve_model
+    from tuner.lengths import record_token_lengths, training_length
+    from tuner.modelfacts import facts_from_config, model_config
+
+    source = resolve_model(task.model, task.base_dir)
+    try:
+        config = model_config(source, task.trust_remote_code)
+        facts = facts_from_config(config)
+    except (OSError, ValueError, KeyError) as e:
+        raise AdviseError(f"cannot read the model's config: {str(e).splitlines()[0]}", where="model") from None
+    unknown = facts.unknown_targets(task.baselines.finetune.target_modules)
+    if task.baselines.finetune.enabled and unknown:
+        raise AdviseError(f"the model has no layer named {', '.join(unknown)}; its linear layers are "
+                          f"{', '.join(facts.all_linear)} (or use all-linear / attention)",
+                          where="baselines.finetune.target_modules")
+    tokenizer = load_tokenizer(source, task.trust_remote_code)
+    lengths = record_token_lengths(tokenizer, task.prompt, splits.train)
+    notes = []
+    keys = (["baselines.finetune.max_seq_length"] if task.baselines.finetune.enabled else []) + ["tune.max_seq_length"]
+    for key in keys:
+        section = task.baselines.finetune if key.startswith("baselines") else task.tune
+        notes.append(f"{key.rsplit('.', 1)[0]}: " + training_length(lengths, section.max_seq_length, config, key)
+                     .describe(key))
+    return notes

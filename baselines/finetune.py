@@ -9,14 +9,15 @@ from foundation.results import TrialConfig
 from baselines.base import RunContext, register_baseline
 
 
-def pilot_config(task) -> TrialConfig:
-    """``baselines.finetune`` as the configuration of a LoRA trial."""
+def pilot_config(task, max_seq_length: int) -> TrialConfig:
+    """``baselines.finetune`` as the configuration of a LoRA trial (``max_seq_length`` resolved:
+    ``tuner.lengths.training_length``)."""
     cfg = task.baselines.finetune
     return TrialConfig(method="lora", params={
         "rank": cfg.rank, "alpha": cfg.alpha, "dropout": 0.0, "target_modules": cfg.target_modules,
         "learning_rate": cfg.learning_rate, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
         "warmup_ratio": 0.0, "weight_decay": 0.0,
-    }, max_steps=cfg.max_steps, max_seq_length=cfg.max_seq_length, time_budget_s=cfg.time_budget_s)
+    }, max_steps=cfg.max_steps, max_seq_length=max_seq_length, time_budget_s=cfg.time_budget_s)
 
 
 @register_baseline("finetune", order=2, kind="Fine-tuned model", headline="Fine-tune", fine_tuned=True,
@@ -24,11 +25,14 @@ def pilot_config(task) -> TrialConfig:
 def run_finetune(ctx: RunContext):
     from foundation.models import resolve_model
     from tuner.artifacts import save_trial
+    from tuner.lengths import record_token_lengths, training_length
     from tuner.modelfacts import model_facts
     from tuner.trial import TrainingKit, train_config, trial_record
 
     task = ctx.task
-    config = pilot_config(task)
+    fit = training_length(record_token_lengths(ctx.tokenizer, task.prompt, ctx.splits.train),
+                          task.baselines.finetune.max_seq_length, ctx.model.config, "baselines.finetune.max_seq_length")
+    config = pilot_config(task, fit.max_seq_length)
     kit = TrainingKit(task=task, records=ctx.splits.train, device=ctx.device,
                       source=resolve_model(task.model, task.base_dir), tokenizer=ctx.tokenizer,
                       facts=model_facts(ctx.model, ctx.device), progress=ctx.progress)
@@ -45,7 +49,8 @@ def run_finetune(ctx: RunContext):
         return generate(model, tok, [prompts[i]], task.generation, batch_size=1)
 
     details = {"method": config.method, **config.params, "max_steps": config.max_steps,
-               "max_seq_length": config.max_seq_length, "steps": result.steps, "train_seconds": result.train_seconds,
+               "max_seq_length": config.max_seq_length, "sequence_length": fit.describe("baselines.finetune.max_seq_length"),
+               "records_truncated": fit.truncated, "records_dropped": fit.dropped, "steps": result.steps, "train_seconds": result.train_seconds,
                "tokens_seen": result.tokens_seen, "tokens_per_second": result.tokens_per_second,
                "final_loss": result.final_loss, "trainable_params": result.trainable_params,
                "total_params": result.total_params, "stopped": result.stopped_reason,

@@ -143,17 +143,17 @@ class MetricConfig(Section):
 class GenerationConfig(Section):
     max_new_tokens: int = Field(32, gt=0, le=4096, description="Answer length limit in tokens.")
     do_sample: bool = Field(False, description="Greedy decoding by default, for reproducible scores.")
-    temperature: float = Field(1.0, gt=0)
-    batch_size: int = Field(32, gt=0, description="Eval batch size for throughput (batch 32 measured 8.5x one-at-a-time on CPU, bench/results/generation.json).")
-    latency_queries: int = Field(16, gt=0, description="Queries timed one at a time for latency p50/p95.")
+    temperature: float = Field(1.0, gt=0, le=100)
+    batch_size: int = Field(32, gt=0, le=1024, description="Eval batch size for throughput (batch 32 measured 8.5x one-at-a-time on CPU, bench/results/generation.json).")
+    latency_queries: int = Field(16, gt=0, le=1000, description="Queries timed one at a time for latency p50/p95.")
 
 
 class ConstraintsConfig(Section):
     latency_p95_ms: float | None = Field(None, gt=0, description="Reject candidates slower than this per query.")
     budget_usd: float | None = Field(None, ge=0, description="Largest acceptable one-off cost.")
-    queries_per_month: int = Field(100_000, ge=0, description="Expected query volume.")
-    horizon_months: float = Field(12, gt=0, description="Months over which total cost is compared.")
-    hourly_price_usd: float | None = Field(None, ge=0, description="Price of one hour of the hardware; default by device.")
+    queries_per_month: int = Field(100_000, ge=0, le=10**12, description="Expected query volume.")
+    horizon_months: float = Field(12, gt=0, le=1200, description="Months over which total cost is compared.")
+    hourly_price_usd: float | None = Field(None, ge=0, le=100_000, description="Price of one hour of the hardware; default by device.")
     knowledge_changes: Literal[KNOWLEDGE_CHANGE] = Field("never", description="How often the task's facts change.")  # type: ignore[valid-type]
 
 
@@ -164,7 +164,7 @@ class PromptBaselineConfig(Section):
 
 class RagBaselineConfig(Section):
     enabled: bool = True
-    chunk_tokens: int = Field(128, gt=8, description="Chunk size in embedder tokens.")
+    chunk_tokens: int = Field(128, gt=8, le=8192, description="Chunk size in embedder tokens.")
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
     top_k: int = Field(3, gt=0, le=50, description="Chunks (or examples) put into the prompt.")
     index: Literal["auto", "flat", "hnsw"] = Field(
@@ -179,13 +179,15 @@ class RagBaselineConfig(Section):
 
 class FinetuneBaselineConfig(Section):
     enabled: bool = True
-    max_steps: int = Field(60, gt=0, description="Upper bound on optimiser steps.")
-    epochs: float = Field(3.0, gt=0, description="Upper bound on passes over train.")
+    max_steps: int = Field(60, gt=0, le=1_000_000, description="Upper bound on optimiser steps.")
+    epochs: float = Field(3.0, gt=0, le=1000, description="Upper bound on passes over train.")
     rank: int = Field(8, gt=0, le=4096, description="LoRA rank.")
     alpha: int = Field(16, gt=0, le=65536, description="LoRA alpha.")
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     batch_size: int = Field(8, gt=0, le=4096)
-    max_seq_length: int = Field(256, gt=8, le=1_048_576)
+    max_seq_length: int | None = Field(None, gt=8, le=1_048_576, description=(
+        "Training tokens per record at most; unset: the longest formatted train record (up to 4096 and the "
+        "model's context). Records longer than it lose the end of their answer."))
     target_modules: str = Field("all-linear", description="'all-linear', 'attention' or comma-separated module names.")
     time_budget_s: float = Field(900, gt=0, description="Training stops after this many seconds.")
 
@@ -224,8 +226,8 @@ class BaselinesConfig(Section):
 
 class VerdictConfig(Section):
     confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence of the paired bootstrap tests.")
-    min_gain: float = Field(0.02, ge=0, description="Quality differences smaller than this count as ties.")
-    bootstrap_samples: int = Field(2000, ge=200)
+    min_gain: float = Field(0.02, ge=0, le=1, description="Quality differences smaller than this count as ties.")
+    bootstrap_samples: int = Field(2000, ge=200, le=100_000, description="Bootstrap resamples.")
 
 
 class OutputConfig(Section):
@@ -252,21 +254,22 @@ class TuneConfig(Section):
     """The study that runs when fine-tuning wins, or with `advise tune`."""
 
     methods: list[str] | None = Field(None, description="Methods to search (default: all that apply).")
-    n_trials: int = Field(12, gt=0, description="Trials in the whole study (finished or pruned), all workers together.")
+    n_trials: int = Field(12, gt=0, le=100_000, description="Trials in the whole study (finished or pruned), all workers together.")
     timeout_s: float | None = Field(None, gt=0, description="Wall-clock budget of this worker's search.")
     budget_usd: float | None = Field(None, gt=0, description="Money budget of the study (training and validation time).")
-    max_steps: int = Field(60, gt=0, description="Steps per trial at most (Hyperband's max resource).")
+    max_steps: int = Field(60, gt=0, le=1_000_000, description="Steps per trial at most (Hyperband's max resource).")
     eval_every: int = Field(10, gt=0, description="Steps between validation reports to the pruner.")
     pruner: Literal["hyperband", "median", "none"] = "hyperband"
     storage: str | None = Field(None, description="Optuna storage URL; default SQLite in the run dir.")
     search: dict[str, TuneSearchOverride] = Field(default_factory=dict, description="Override ranges per hyperparameter.")
     memory_budget_gb: float | None = Field(None, gt=0, description="Memory a trial may use; default what the device has.")
-    micro_batch_size: int = Field(8, gt=0, description="Largest per-step batch; bigger batches accumulate gradients.")
-    max_seq_length: int = Field(256, gt=8, description="Training sequence length limit in tokens.")
-    latency_queries: int = Field(4, gt=0, description="Validation queries timed one at a time per trial.")
+    micro_batch_size: int = Field(8, gt=0, le=4096, description="Largest per-step batch; bigger batches accumulate gradients.")
+    max_seq_length: int | None = Field(None, gt=8, le=1_048_576, description=(
+        "Training tokens per record at most; unset: derived from the data like baselines.finetune.max_seq_length."))
+    latency_queries: int = Field(4, gt=0, le=1000, description="Validation queries timed one at a time per trial.")
     trial_timeout_s: float | None = Field(None, gt=0, description="Training time limit of one trial.")
-    heartbeat_s: int = Field(60, gt=0, description="Running trials write a heartbeat this often; a silent one is failed.")
-    max_retry: int = Field(2, ge=0, description="Times a trial interrupted by a crash or Ctrl-C is retried.")
+    heartbeat_s: int = Field(60, gt=0, le=86_400, description="Running trials write a heartbeat this often; a silent one is failed.")
+    max_retry: int = Field(2, ge=0, le=100, description="Times a trial interrupted by a crash or Ctrl-C is retried.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory on CUDA.")
 
     @field_validator("methods")
@@ -296,11 +299,11 @@ class TuneConfig(Section):
 class TaskConfig(Section):
     """A whole task.yaml."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Names the run directory.")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=200, description="Names the run directory.")
     model: str = Field("default", description="'default' (bundled SmolLM2-135M-Instruct), a hub id or a local path.")
     embedder: str = Field("default", description="'default' (bundled all-MiniLM-L6-v2), a hub id or a local path.")
     trust_remote_code: bool = False
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Splits, few-shot picks, training, bootstrap.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foundation.errors import AdviseError
-from foundation.paths import display_path
+from foundation.paths import check_regular_file, display_path, walk_files
 from foundation.readers import read_rows
 
 CORPUS_SUFFIXES = (".md", ".txt", ".jsonl")
@@ -24,7 +24,7 @@ def load_corpus(task) -> list[Document]:
     for i, p in enumerate(task.corpus.paths):
         full = task.resolve(p)
         if full.is_dir():
-            files.extend(sorted(f for f in full.rglob("*") if f.is_file() and f.suffix.lower() in CORPUS_SUFFIXES))
+            files.extend(walk_files(full, CORPUS_SUFFIXES, task_file=shown_task, where=f"corpus.paths.{i}"))
         else:
             if full.suffix.lower() not in CORPUS_SUFFIXES:
                 raise AdviseError(f"unsupported corpus file {full.name}; use .md, .txt or .jsonl", file=shown_task,
@@ -40,11 +40,19 @@ def load_corpus(task) -> list[Document]:
                 if value.strip():
                     docs.append(Document(f"{f.name}:{line}", value))
         else:
+            shown = display_path(f)
             try:
-                text = f.read_bytes().decode("utf-8-sig")
+                raw = check_regular_file(f, shown).read_bytes()
+            except OSError as e:
+                raise AdviseError(f"cannot read: {e.strerror}", file=shown) from None
+            try:
+                text = raw.decode("utf-8-sig")
             except UnicodeDecodeError as e:
-                line = f.read_bytes()[: e.start].count(b"\n") + 1
-                raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=display_path(f), where=line) from None
+                line = raw[: e.start].count(b"\n") + 1
+                raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=shown, where=line) from None
+            if "\x00" in text:
+                raise AdviseError("holds NUL bytes: a binary file, not text", file=shown,
+                                  where=text[: text.index("\x00")].count("\n") + 1)
             if text.strip():
                 docs.append(Document(f.name, text))
     if task.corpus.paths and not docs:

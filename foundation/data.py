@@ -94,6 +94,9 @@ def load_splits(task) -> Splits:
         order = list(range(len(train)))
         random.Random(task.seed + 1).shuffle(order)
         n_val = max(2, round(len(train) * data.validation_fraction))
+        if n_val >= len(train):
+            raise AdviseError(f"data.validation_fraction {data.validation_fraction:g} of {len(train)} train records "
+                              "leaves none to train on", file=shown_task, where="data.validation_fraction")
         val = [train[i] for i in sorted(order[:n_val])]
         train = [train[i] for i in sorted(order[n_val:])]
     stats = {

@@ -62,14 +62,25 @@ def resolve_model(spec: str, base_dir: Path | None = None) -> ModelSource:
 def resolve_embedder(spec: str, base_dir: Path | None = None) -> ModelSource:
     if _EMBEDDER_ALIASES.get(spec.lower()) == DEFAULT_EMBEDDER:
         return ModelSource(spec, "bundled", DEFAULT_EMBEDDER)
-    return _local_or_hub(spec, base_dir)
+    return _local_or_hub(spec, base_dir, marks=("modules.json", "config.json"))
 
 
-def _local_or_hub(spec: str, base_dir: Path | None) -> ModelSource:
+def _local_or_hub(spec: str, base_dir: Path | None, marks: tuple[str, ...] = ("config.json",)) -> ModelSource:
+    """A local folder (it must hold one of ``marks``, as a saved model does) or a hub id."""
+    if not spec.strip():
+        raise AdviseError("is empty; give 'default', a hub id or a local folder")
     candidate = Path(spec).expanduser()
     if not candidate.is_absolute() and base_dir is not None:
         candidate = base_dir / candidate
-    if candidate.exists():
+    try:
+        exists = candidate.exists()
+    except OSError as e:  # a name too long, a loop
+        raise AdviseError(f"cannot use {spec!r}: {e.strerror}") from None
+    if exists:
+        if not candidate.is_dir():
+            raise AdviseError(f"{spec!r} is a file; give the folder a model was saved to (with {marks[-1]})")
+        if not any((candidate / m).is_file() for m in marks):
+            raise AdviseError(f"folder {spec!r} has no {' or '.join(marks)}: not a saved model")
         return ModelSource(spec, "local", str(candidate.resolve()))
     # A hub id is "name" or "org/name". Anything else, or a relative path whose first folder
     # exists next to the task, is a local path that is missing.

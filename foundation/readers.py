@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 
 from foundation.errors import AdviseError
+from foundation.paths import check_regular_file
 
 
 def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dict]]:
     """Rows of a data file with where each came from: line number (jsonl, csv), ``item N`` (json)
     or ``row N`` (parquet), counted from 1."""
     shown = shown or str(path)
+    check_regular_file(path, shown)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return _read_parquet(path, shown)
@@ -31,19 +33,13 @@ def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dic
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise AdviseError(f"invalid JSON: {e.msg}", file=shown, where=n) from None
+            obj = _json(line, shown, n)
             if not isinstance(obj, dict):
                 raise AdviseError(f"expected a JSON object, got {type(obj).__name__}", file=shown, where=n)
             rows.append((n, obj))
         return rows
     if suffix == ".json":
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise AdviseError(f"invalid JSON: {e.msg}", file=shown, where=e.lineno) from None
+        obj = _json(text, shown, None)
         if isinstance(obj, dict) and isinstance(obj.get("data"), list):
             obj = obj["data"]
         if not isinstance(obj, list):
@@ -59,6 +55,10 @@ def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dic
         reader = csv.DictReader(io.StringIO(text))
         rows = []
         try:
+            header = reader.fieldnames or []
+            twice = sorted({h for h in header if header.count(h) > 1})
+            if twice:
+                raise AdviseError(f"column {twice[0]!r} appears more than once in the header", file=shown, where=1)
             for row in reader:
                 if None in row:
                     raise AdviseError("more values than header columns", file=shown, where=reader.line_num)
@@ -67,6 +67,18 @@ def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dic
             raise AdviseError(f"malformed CSV: {e}", file=shown, where=reader.line_num) from None
         return rows
     raise AdviseError(f"unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet", file=shown)
+
+
+def _json(text: str, shown: str, line: int | None):
+    """One JSON document; errors name the line (``line`` for a jsonl row, else the parser's)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise AdviseError(f"invalid JSON: {e.msg}", file=shown, where=line or e.lineno) from None
+    except RecursionError:
+        raise AdviseError("invalid JSON: nested too deeply", file=shown, where=line) from None
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        raise AdviseError(f"invalid JSON: {str(e).splitlines()[0]}", file=shown, where=line) from None
 
 
 def _read_parquet(path: Path, shown: str) -> list[tuple[int, dict]]:

@@ -54,7 +54,9 @@ _ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assi
          "model": "assistant", "system": "system"}
 
 
-def _from_turns(turns: list, role_key: str, text_key: str, where: str) -> Record:
+def _from_turns(turns, role_key: str, text_key: str, where: str) -> Record:
+    if not isinstance(turns, list):
+        raise ValueError(f"'{where}' must be a list of turns, got {type(turns).__name__}")
     messages = []
     for i, t in enumerate(turns):
         if not isinstance(t, dict) or role_key not in t or text_key not in t:
@@ -62,22 +64,41 @@ def _from_turns(turns: list, role_key: str, text_key: str, where: str) -> Record
         role = _ROLE.get(str(t[role_key]).lower())
         if role is None:
             raise ValueError(f"{where}[{i}]: unknown role {t[role_key]!r}")
-        messages.append({"role": role, "content": _text(t[text_key], f"{where}[{i}].{text_key}")})
+        messages.append({"role": role, "content": _text(t[text_key], f"{where}[{i}].{text_key}", allow_empty=True)})
     system = None
     if messages and messages[0]["role"] == "system":
-        system = messages.pop(0)["content"]
+        system = messages.pop(0)["content"] or None
     if len(messages) < 2 or messages[-1]["role"] != "assistant" or messages[-2]["role"] != "user":
         raise ValueError(f"{where} must end with a user turn followed by an assistant turn")
+    for name, turn in (("user", messages[-2]), ("assistant", messages[-1])):
+        if not turn["content"].strip():
+            raise ValueError(f"the last {name} turn in '{where}' is empty")
     return Record(input=messages[-2]["content"], output=messages[-1]["content"], system=system,
                   history=messages[:-2])
 
 
-def _text(value, key: str) -> str:
+def _text(value, key: str, allow_empty: bool = False) -> str:
+    """A field as text: numbers and booleans as written, lists and objects as JSON; lone surrogates
+    (invalid UTF-16 halves that a JSON file can spell as \\ud800) are refused."""
     if value is None:
+        if allow_empty:
+            return ""
         raise ValueError(f"'{key}' is empty")
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"'{key}' holds an invalid character at position {e.start} (a lone surrogate)") from None
+    return text
+
+
+def _system(row: dict, key: str | None) -> str | None:
+    """An optional per-record system prompt: text, or absent."""
+    if key is None or row.get(key) in (None, ""):
+        return None
+    if not isinstance(row[key], str):
+        raise ValueError(f"'{key}' must be text, got {type(row[key]).__name__}")
+    return _text(row[key], key) or None
 
 
 def to_record(row: dict, fmt: str, columns=None) -> Record:
@@ -93,19 +114,19 @@ def to_record(row: dict, fmt: str, columns=None) -> Record:
     if fmt == "alpaca":
         instruction = need("instruction")
         extra = row.get("input")
-        text = f"{instruction}\n\n{extra}" if extra not in (None, "") else instruction
-        return Record(input=text, output=need("output"), system=row.get("system") or None)
-    if fmt == "sharegpt":
-        return _from_turns(row["conversations"], "from", "value", "conversations")
-    if fmt == "messages":
-        return _from_turns(row["messages"], "role", "content", "messages")
+        text = f"{instruction}\n\n{_text(extra, 'input')}" if extra not in (None, "") else instruction
+        return Record(input=text, output=need("output"), system=_system(row, "system"))
+    if fmt in ("sharegpt", "messages"):
+        key = "conversations" if fmt == "sharegpt" else "messages"
+        if key not in row:
+            have = ", ".join(sorted(map(str, row))[:6]) or "none"
+            raise ValueError(f"no '{key}' field (keys here: {have}); is data.format right?")
+        role, text = ("from", "value") if fmt == "sharegpt" else ("role", "content")
+        return _from_turns(row[key], role, text, key)
     if fmt == "prompt_completion":
         return Record(input=need("prompt"), output=need("completion"))
     if fmt == "question_answer":
         return Record(input=need("question"), output=need("answer"))
     if fmt == "columns":
-        system = row.get(columns.system) if columns.system else None
-        return Record(input=need(columns.input), output=need(columns.output), system=system or None)
+        return Record(input=need(columns.input), output=need(columns.output), system=_system(row, columns.system))
     raise ValueError(f"unknown format {fmt!r}")
-
-

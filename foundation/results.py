@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foundation.errors import AdviseError
 
@@ -210,10 +210,14 @@ def load_results(run_dir: str | Path) -> Results:
     path = run_dir / "results.json" if run_dir.is_dir() else run_dir
     if not path.exists():
         raise AdviseError("no results.json here; run `advise run task.yaml` first", file=path)
+    if not path.is_file():
+        raise AdviseError("is not a file; results.json should be the file `advise run` wrote", file=path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise AdviseError(f"not valid JSON: {e}", file=path) from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise AdviseError(f"not valid JSON: {str(e)[:200]}", file=path) from None
+    except OSError as e:
+        raise AdviseError(f"cannot read: {e.strerror}", file=path) from None
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     while version in MIGRATIONS:
         raw = MIGRATIONS[version](raw)
@@ -223,5 +227,7 @@ def load_results(run_dir: str | Path) -> Results:
                           file=path, where="schema_version")
     try:
         return Results.model_validate(raw)
-    except Exception as e:
-        raise AdviseError(f"does not match the results schema: {str(e).splitlines()[0]}", file=path) from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise AdviseError(f"does not match the results schema: {first['msg']}", file=path, where=where) from None

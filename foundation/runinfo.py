@@ -2,11 +2,15 @@
 service): quiet libraries, the environment it ran in, and an empty results record."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
+from pathlib import Path
 
 from foundation import __version__
+from foundation.errors import AdviseError
+from foundation.paths import display_path
 from foundation.results import Results
 
 
@@ -63,3 +67,34 @@ def new_results(task, device: str, data_stats: dict) -> Results:
     return Results(advise_version=__version__, status="interrupted",
                    created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                    task=task.model_dump(mode="json"), environment=environment(device), data=data_stats, candidates=[])
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path, *, shared: bool = False, task_file: str | None = None):
+    """Hold ``run_dir`` for this process: ``advise run`` exclusively; ``advise tune`` workers share it
+    (a sweep's workers on one machine write the same folder) but never alongside a run. The lock
+    is the kernel's (``flock``), so a killed process releases it."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: nothing to hold
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / ".advise.lock"
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise AdviseError(f"{display_path(run_dir)} is in use by {holder}; wait for it to finish, or give this "
+                              "task another name or output.dir", file=task_file, where="output.dir") from None
+        if not shared:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"advise run (pid {os.getpid()})")
+            handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from foundation.config import TaskConfig
 from foundation.errors import AdviseError
-from foundation.paths import display_path
+from foundation.paths import check_regular_file, check_writable_dir, display_path
 
 
 def _yaml_type(value) -> str:
@@ -51,6 +51,14 @@ class _DuplicateKey(Exception):
         self.key, self.line, self.first = key, line, first
 
 
+class _BadKey(Exception):
+    def __init__(self, message, line):
+        self.message, self.line = message, line
+
+
+MAX_TASK_BYTES = 1_000_000  # a task.yaml is a page of settings; a megabyte of it is a wrong file
+
+
 def _strict_loader():
     """A SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
     import yaml
@@ -63,6 +71,8 @@ def _strict_loader():
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise _BadKey(f"a key must be a plain name, not {_yaml_type(key)}", line)
             if key in seen:
                 raise _DuplicateKey(key, line, seen[key])
             seen[key] = line
@@ -77,36 +87,13 @@ _StrictLoader = None
 
 def load_task(path: str | Path) -> TaskConfig:
     """Read and validate a task.yaml; every error is an AdviseError naming the file and key."""
-    import yaml
-
-    global _StrictLoader
-    if _StrictLoader is None:
-        _StrictLoader = _strict_loader()
     path = Path(path)
     shown = str(path)
-    if not path.exists():
-        raise AdviseError("file not found", file=shown)
-    if path.is_dir():
-        raise AdviseError("is a folder; give the task.yaml inside it", file=shown)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=shown, where=line) from None
-    except OSError as e:
-        raise AdviseError(f"cannot read: {e.strerror}", file=shown) from None
-    try:
-        raw = yaml.load(text, Loader=_StrictLoader)
-    except _DuplicateKey as e:
-        raise AdviseError(f"duplicate key '{e.key}' (first on line {e.first})", file=shown, where=e.line) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        problem = getattr(e, "problem", None) or "malformed YAML"
-        raise AdviseError(f"malformed YAML: {problem}", file=shown, where=(mark.line + 1) if mark else None) from None
+    raw = _read_yaml(path, shown)
     if raw is None:
         raise AdviseError("the file is empty", file=shown)
     if not isinstance(raw, dict):
-        raise AdviseError(f"the top level must be a mapping of keys, not a {type(raw).__name__}", file=shown)
+        raise AdviseError(f"the top level must be a mapping of keys, not {_yaml_type(raw)}", file=shown)
     if "source_path" in raw:
         raise AdviseError("unknown key 'source_path'", file=shown, where="(top level)")
     try:
@@ -114,29 +101,73 @@ def load_task(path: str | Path) -> TaskConfig:
     except ValidationError as e:
         first = e.errors()[0]
         raise AdviseError(_format_error(first), file=shown, where=_key_path(first["loc"])) from None
+    except RecursionError:
+        raise AdviseError("the settings are nested too deeply to be a task", file=shown) from None
     task.source_path = path.resolve()
     _check_paths(task, shown)
     return task
 
 
+def _read_yaml(path: Path, shown: str):
+    import yaml
+
+    global _StrictLoader
+    if _StrictLoader is None:
+        _StrictLoader = _strict_loader()
+    if path.is_dir():
+        raise AdviseError("is a folder; give the task.yaml inside it", file=shown)
+    check_regular_file(path, shown)
+    if path.stat().st_size > MAX_TASK_BYTES:
+        raise AdviseError(f"is {path.stat().st_size:,} bytes; a task.yaml is a page of settings", file=shown)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise AdviseError(f"cannot read: {e.strerror}", file=shown) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=shown, where=data[: e.start].count(b"\n") + 1) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except _DuplicateKey as e:
+        raise AdviseError(f"duplicate key '{e.key}' (first on line {e.first})", file=shown, where=e.line) from None
+    except _BadKey as e:
+        raise AdviseError(e.message, file=shown, where=e.line) from None
+    except yaml.reader.ReaderError as e:  # a control character or NUL byte
+        line = text[: e.position].count("\n") + 1
+        raise AdviseError(f"character {e.character!r} is not allowed in YAML", file=shown, where=line) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or "malformed YAML"
+        raise AdviseError(f"malformed YAML: {problem}", file=shown, where=(mark.line + 1) if mark else None) from None
+    except RecursionError:
+        raise AdviseError("malformed YAML: nested too deeply", file=shown) from None
+
+
 def _check_paths(task: TaskConfig, shown: str) -> None:
-    data = task.data
-    for key in ("train", "eval", "file"):
-        value = getattr(data, key)
-        if value is None:
-            continue
-        full = task.resolve(value)
-        if not full.exists():
-            raise AdviseError(f"file not found: {display_path(full)}", file=shown, where=f"data.{key}")
-        if full.is_dir():
-            raise AdviseError(f"is a folder, not a data file: {display_path(full)}", file=shown, where=f"data.{key}")
+    """Every path the task names: data files are regular files, model and embedder folders look
+    loadable, corpus paths exist, and the run folder can be made."""
     from foundation.models import resolve_embedder, resolve_model
 
+    for key in ("train", "eval", "file"):
+        value = getattr(task.data, key)
+        if value is not None:
+            full = task.resolve(value)
+            check_regular_file(full, display_path(full), task_file=shown, where=f"data.{key}")
     for key, resolve in (("model", resolve_model), ("embedder", resolve_embedder)):
         try:
             resolve(getattr(task, key), task.base_dir)
         except AdviseError as e:
             raise AdviseError(e.message, file=shown, where=key) from None
     for i, p in enumerate(task.corpus.paths):
-        if not task.resolve(p).exists():
-            raise AdviseError(f"not found: {display_path(task.resolve(p))}", file=shown, where=f"corpus.paths.{i}")
+        full = task.resolve(p)
+        try:
+            exists = full.exists()
+        except OSError as e:
+            raise AdviseError(f"cannot read {display_path(full)}: {e.strerror}", file=shown,
+                              where=f"corpus.paths.{i}") from None
+        if not exists:
+            raise AdviseError(f"not found: {display_path(full)}", file=shown, where=f"corpus.paths.{i}")
+        if not full.is_dir():
+            check_regular_file(full, display_path(full), task_file=shown, where=f"corpus.paths.{i}")
+    check_writable_dir(task.run_dir, task_file=shown, where="output.dir")

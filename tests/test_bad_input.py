@@ -177,4 +177,6 @@ def test_a_scaffolded_task_validates(tmp_path):
                           env=_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
-    assert len(proc.stdout.splitlines()) == 1 and " ok " in proc.stdout, proc.stdout
+    first, *notes = proc.stdout.splitlines()
+    assert " ok " in first, proc.stdout
+    assert notes and all(n.startswith("  ") and "sequence length" in n for n in notes), proc.stdout

@@ -164,7 +164,7 @@ def test_hyperparameter_override_keeps_types_and_bounds():
     rank = CATALOGUE["rank"]
     assert rank.overridden(TuneSearchOverride(low=8)).low == 8
     assert rank.overridden(TuneSearchOverride(high=2)) == Hyperparameter("rank", "int", 2, 2, log=True,
-                                                                          help=rank.help)
+                                                                          help=rank.help, limits=rank.limits)
     assert micro_batches(32, 8) == (8, 4) and micro_batches(12, 8) == (6, 2) and micro_batches(1, 8) == (1, 1)
 
 
@@ -187,6 +187,13 @@ BAD_TUNE = [
     ("eval_every: 100", "tune: eval_every (100) is larger than max_steps (60)"),
     ("storage: study.db", "tune.storage: expected an Optuna storage URL"),
     ("trails: 3", "tune.trails: unknown key 'trails'"),
+    ("search: {rank: {choices: [0, -8]}}", "tune.search.rank: a choice must be positive"),
+    ("search: {dropout: {high: 1.5}}", "tune.search.dropout: high must be at most 0.9"),
+    ("search: {warmup_ratio: {choices: [2]}}", "tune.search.warmup_ratio: a choice must be at most 1"),
+    ("search: {batch_size: {low: -1}}", "tune.search.batch_size: low must be positive"),
+    ("storage: foo://bar", "tune.storage: unknown database kind 'foo'"),
+    ("max_steps: .inf", "tune.max_steps:"),
+    ("budget_usd: .nan", "tune.budget_usd:"),
 ]
 
 

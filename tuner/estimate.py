@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import time
 
-from foundation.generation import task_messages
-
 # Share of the matmul peak that a training step reaches: a LoRA r=8 step of SmolLM2-135M (batch 8 × 64
 # tokens) took 2.6–3.8 s on 2 CPU cores where the measured matmul speed allows 1.7 s.
 EFFICIENCY = 0.5
@@ -43,17 +41,7 @@ def estimate_train_seconds(total_params: int, trainable_params: int, tokens_per_
     return flops / (flops_per_second * EFFICIENCY)
 
 
-def record_lengths(tokenizer, records, prompt) -> list[int]:
-    """Tokens of each record as training sees it: chat template, system prompt, question and answer."""
-    lengths = []
-    for r in records:
-        msgs = task_messages(prompt, r) + [{"role": "assistant", "content": r.output}]
-        ids = tokenizer.apply_chat_template(msgs, tokenize=True)
-        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
-        lengths.append(len(ids))
-    return lengths
-
-
-def mean_record_tokens(tokenizer, records, prompt, max_len: int) -> float:
-    lengths = [min(n, max_len) for n in record_lengths(tokenizer, records[:256], prompt)]
-    return sum(lengths) / max(1, len(lengths))
+def mean_record_tokens(lengths: list[tuple[int, int]], max_len: int) -> float:
+    """Mean tokens a training record feeds the model, from ``tuner.lengths.record_token_lengths``."""
+    clipped = [min(full, max_len) for _, full in lengths[:256]]
+    return sum(clipped) / max(1, len(clipped))

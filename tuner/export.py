@@ -20,22 +20,47 @@ from tuner.artifacts import RECORD_FILE, TrialRecord, load_trained
 
 
 def best_dir(run_dir: Path) -> Path:
-    """The recommended trial's saved adapter in a run directory."""
+    """The recommended trial's saved adapter in a run directory; when the study stopped before it
+    recommended one (Ctrl-C, a killed worker), the best finished trial in its database."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise AdviseError("not a run directory", file=run_dir)
     path = run_dir / "adapters" / "best"
-    results = run_dir / "results.json"
-    if results.exists():
+    if (run_dir / "results.json").exists():
         from foundation.results import load_results
 
         study = load_results(run_dir).study
         if study is not None and study.best_adapter_dir:
             path = run_dir / study.best_adapter_dir
     if not (path / RECORD_FILE).exists():
+        path = _best_finished_trial(run_dir) or path
+    if not (path / RECORD_FILE).exists():
         raise AdviseError("no tuned adapter here; run `advise tune task.yaml` first (or wait for a trial to finish)",
                           file=run_dir)
     return path
+
+
+def _best_finished_trial(run_dir: Path) -> Path | None:
+    """The saved adapter of the highest-scoring complete trial in ``run_dir/study.db``."""
+    db = run_dir / "study.db"
+    if not db.is_file():
+        return None
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        storage = f"sqlite:///{db.resolve()}"
+        trials = [t for s in optuna.get_all_study_summaries(storage)
+                  for t in optuna.load_study(study_name=s.study_name, storage=storage).get_trials(
+                      deepcopy=False, states=(TrialState.COMPLETE,))]
+    except Exception as e:  # a damaged database: say which file
+        raise AdviseError(f"cannot read the study: {str(e).splitlines()[0]}", file=db) from None
+    saved = [t for t in trials if t.value is not None and (run_dir / t.user_attrs.get("adapter_dir", "-")).is_dir()]
+    if not saved:
+        return None
+    best = max(saved, key=lambda t: (t.value, -t.number))
+    return run_dir / best.user_attrs["adapter_dir"]
 
 
 def export_best(run_dir: str | Path, out: str | Path, merge: bool = False) -> Path:
@@ -43,6 +68,8 @@ def export_best(run_dir: str | Path, out: str | Path, merge: bool = False) -> Pa
     source = best_dir(Path(run_dir))
     out = Path(out)
     record = TrialRecord.read(source)
+    if out.exists() and not out.is_dir():
+        raise AdviseError("is a file; --out must be a folder to write the model into", file=out)
     if out.exists() and any(out.iterdir()):
         raise AdviseError("already exists and is not empty; choose another --out", file=out)
     if not merge or record.full_model:  # a full model is already merged

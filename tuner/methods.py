@@ -281,7 +281,8 @@ register_method("lokr", "adapter", "LoKr: low-rank Kronecker product update", le
                 hyperparameters=_LORA_HP, build=_lokr)
 register_method("vera", "adapter", "VeRA: shared frozen random matrices, trained scaling vectors",
                 learning_rate=(1e-3, 5e-2),
-                hyperparameters=(Hyperparameter("rank", "int", 64, 512, log=True, help="rank of the shared matrices"),
+                hyperparameters=(Hyperparameter("rank", "int", 64, 512, log=True, help="rank of the shared matrices",
+                                                 limits=(1, 4096)),
                                  "dropout", "target_modules"), build=_vera)
 register_method("ia3", "adapter", "IA3: learned rescaling vectors on keys, values and feed-forward",
                 learning_rate=(1e-3, 3e-2), hyperparameters=("target_modules",), build=_ia3)

@@ -84,3 +84,25 @@ def device_memory_gb(device: str) -> float:
 
         return torch.cuda.get_device_properties(0).total_memory / 2**30
     return psutil.virtual_memory().available / 2**30
+
+
+def model_config(source, trust_remote_code: bool = False):
+    """The model's transformers config, without its weights."""
+    from transformers import AutoConfig
+
+    from foundation.models import bundled_model_dir, tiny_config
+
+    if source.kind == "tiny":
+        return tiny_config()
+    location = str(bundled_model_dir()) if source.kind == "bundled" else source.location
+    return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
+
+
+def facts_from_config(config, device: str = "cpu", memory_budget_gb: float | None = None) -> ModelFacts:
+    """The facts of a model built on the meta device: its layers and size, no weights allocated."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return model_facts(model, device, memory_budget_gb)

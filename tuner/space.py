@@ -39,6 +39,7 @@ class Hyperparameter:
     log: bool = False
     choices: tuple = ()
     help: str = ""
+    limits: tuple = (None, None)  # what any override must stay within, inclusive: (0, 1) for a dropout
 
     def __post_init__(self):
         if self.kind not in ("float", "int", "categorical"):
@@ -83,12 +84,15 @@ class Hyperparameter:
                 unknown = [c for c in override.choices if c not in self.choices]
                 if unknown:
                     return f"unknown choice {unknown[0]!r}; choose from {', '.join(map(str, self.choices))}"
-            else:
-                for c in override.choices:
-                    if isinstance(c, bool) or not isinstance(c, (int, float)):
-                        return f"choices must be numbers, got {c!r}"
-                    if self.kind == "int" and c != int(c):
-                        return f"choices must be whole numbers, got {c!r}"
+                return None
+            for c in override.choices:
+                if isinstance(c, bool) or not isinstance(c, (int, float)):
+                    return f"choices must be numbers, got {c!r}"
+                if self.kind == "int" and c != int(c):
+                    return f"choices must be whole numbers, got {c!r}"
+                problem = self._out_of_limits(c, "a choice")
+                if problem:
+                    return problem
             return None
         if self.kind == "categorical":
             return "takes `choices`, not low/high"
@@ -98,33 +102,47 @@ class Hyperparameter:
                 continue
             if self.kind == "int" and value != int(value):
                 return f"{bound} must be a whole number, got {value!r}"
-            if self.log and value <= 0:
-                return f"{bound} must be positive (log scale), got {value!r}"
-            if value < 0:
-                return f"{bound} must not be negative, got {value!r}"
+            problem = self._out_of_limits(value, bound)
+            if problem:
+                return problem
         if override.low is not None and override.high is not None and override.low > override.high:
             return f"low ({override.low:g}) is above high ({override.high:g})"
+        return None
+
+    def _out_of_limits(self, value: float, what: str) -> str | None:
+        low, high = self.limits
+        if self.log and value <= 0:
+            return f"{what} must be positive (log scale), got {value!r}"
+        if value < 0 and low is None:
+            return f"{what} must not be negative, got {value!r}"
+        if low is not None and value < low:
+            return f"{what} must be at least {low:g}, got {value!r}"
+        if high is not None and value > high:
+            return f"{what} must be at most {high:g}, got {value!r}"
         return None
 
 
 # Shared by every method; plain names in Optuna.
 SHARED = (
-    Hyperparameter("epochs", "float", 1.0, 4.0, help="passes over train (capped by tune.max_steps)"),
-    Hyperparameter("batch_size", "int", 4, 32, log=True,
+    Hyperparameter("epochs", "float", 1.0, 4.0, help="passes over train (capped by tune.max_steps)",
+                   limits=(0.01, 1000)),
+    Hyperparameter("batch_size", "int", 4, 32, log=True, limits=(1, 4096),
                    help="effective batch size; above tune.micro_batch_size it uses gradient accumulation"),
-    Hyperparameter("warmup_ratio", "float", 0.0, 0.2, help="share of steps with a linear warm-up"),
-    Hyperparameter("weight_decay", "float", 0.0, 0.1, help="AdamW weight decay"),
+    Hyperparameter("warmup_ratio", "float", 0.0, 0.2, help="share of steps with a linear warm-up", limits=(0, 1)),
+    Hyperparameter("weight_decay", "float", 0.0, 0.1, help="AdamW weight decay", limits=(0, 10)),
 )
 
 # Method-specific defaults; a method may replace a range (VeRA's rank, each family's learning rate).
 CATALOGUE = {hp.name: hp for hp in (
-    Hyperparameter("learning_rate", "float", 1e-4, 1e-2, log=True, help="peak learning rate (range per method)"),
-    Hyperparameter("rank", "int", 4, 64, log=True, help="rank of the low-rank update"),
-    Hyperparameter("alpha", "int", 4, 128, log=True, help="scaling numerator (LoRA: alpha / rank)"),
-    Hyperparameter("dropout", "float", 0.0, 0.2, help="dropout on the adapter's input"),
+    Hyperparameter("learning_rate", "float", 1e-4, 1e-2, log=True, help="peak learning rate (range per method)",
+                   limits=(1e-10, 1)),
+    Hyperparameter("rank", "int", 4, 64, log=True, help="rank of the low-rank update", limits=(1, 4096)),
+    Hyperparameter("alpha", "int", 4, 128, log=True, help="scaling numerator (LoRA: alpha / rank)",
+                   limits=(1, 65536)),
+    Hyperparameter("dropout", "float", 0.0, 0.2, help="dropout on the adapter's input", limits=(0, 0.9)),
     Hyperparameter("target_modules", "categorical", choices=("attention", "all-linear"),
                    help="adapt the attention projections only, or every linear layer"),
-    Hyperparameter("num_virtual_tokens", "int", 4, 64, log=True, help="trainable virtual tokens"),
+    Hyperparameter("num_virtual_tokens", "int", 4, 64, log=True, help="trainable virtual tokens", limits=(1, 1024)),
     Hyperparameter("block_size", "categorical", choices=(16, 32, 64), help="OFT block size"),
     Hyperparameter("encoder_hidden_size", "categorical", choices=(64, 128, 256), help="P-tuning encoder width"),
 )}

@@ -32,6 +32,34 @@ def hide_password(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
+def check_storage_url(url: str) -> str | None:
+    """Why ``url`` cannot be an Optuna storage here (unknown scheme, driver not installed), or None.
+
+    >>> check_storage_url("foo://bar")
+    "unknown database kind 'foo'; use sqlite:///path/study.db or postgresql://user@host/db"
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(driver_url(url))
+    except ArgumentError as e:
+        return f"not a database URL: {e}"
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        return (f"unknown database kind {parsed.drivername.split('+')[0]!r}; use sqlite:///path/study.db or "
+                "postgresql://user@host/db")
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        return (f"the {dialect.driver} driver for {parsed.get_backend_name()} is not installed: "
+                "pip install 'advise[postgres]' (or the driver your database needs)")
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        return "an in-memory SQLite study would vanish with the process; give a file: sqlite:///path/study.db"
+    return None
+
+
 def open_storage(url: str, tune):
     """The Optuna RDB storage at ``url`` with heartbeats every ``tune.heartbeat_s``; a trial whose
     worker stopped beating for ``2 × heartbeat_s`` is failed and retried up to ``tune.max_retry``."""

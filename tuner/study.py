@@ -150,14 +150,15 @@ def _worker(task, splits, run_dir: Path, progress):
     device = pick_device(task.device)
     source = resolve_model(task.model, task.base_dir)
     tokenizer = load_tokenizer(source, task.trust_remote_code)
-    facts = model_facts(load_model(source, device=device, trust_remote_code=task.trust_remote_code, seed=task.seed),
-                        device, task.tune.memory_budget_gb)
+    base = load_model(source, device=device, trust_remote_code=task.trust_remote_code, seed=task.seed)
+    facts, config = model_facts(base, device, task.tune.memory_budget_gb), base.config
+    del base
     methods, excluded = applicable(task.tune.methods, facts)
     if not methods:
         raise AdviseError("no fine-tuning method applies here: " + "; ".join(f"{k}: {v}" for k, v in excluded.items()),
                           where="tune.methods")
     kit = TrainingKit(task=task, records=splits.train, device=device, source=source, tokenizer=tokenizer,
-                      facts=facts, progress=progress)
+                      facts=facts, progress=progress, model_config=config)
     return kit, methods, excluded
 
 
@@ -175,8 +176,13 @@ def _trial_context(kit: TrainingKit, splits, run_dir: Path, space: SearchSpace, 
                    notes: list[str]) -> TrialContext:
     from foundation.costs import hourly_price
     from tuner.estimate import mean_record_tokens, measure_flops
+    from tuner.lengths import record_token_lengths, training_length
 
     task = kit.task
+    lengths = record_token_lengths(kit.tokenizer, task.prompt, splits.train)
+    fit = training_length(lengths, task.tune.max_seq_length, kit.model_config, "tune.max_seq_length")
+    if fit.truncated or fit.dropped or fit.derived:
+        notes.append(fit.describe("tune.max_seq_length"))
     validation_records = splits.validation
     if not validation_records:
         validation_records = splits.train
@@ -186,7 +192,7 @@ def _trial_context(kit: TrainingKit, splits, run_dir: Path, space: SearchSpace, 
         kit=kit, run_dir=run_dir, space=space, local_excluded=local_excluded,
         validation=Evaluator(task, kit.tokenizer, validation_records, task_embedder(task, kit.device)),
         price_per_hour=hourly_price(task.constraints, kit.device), flops_per_second=measure_flops(kit.device),
-        tokens_per_record=mean_record_tokens(kit.tokenizer, splits.train, task.prompt, task.tune.max_seq_length))
+        tokens_per_record=mean_record_tokens(lengths, fit.max_seq_length), max_seq_length=fit.max_seq_length)
 
 
 def _optimize(study, ctx: TrialContext, n_trials: int | None, progress) -> tuple[str, str]:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from foundation.errors import AdviseError
 from foundation.generation import task_messages
 from foundation.records import Record
 
@@ -200,6 +201,9 @@ def train_sft(model, tokenizer, records: list[Record], *, prompt, settings: Trai
                           train_dataset=sft_dataset(records, prompt), callbacks=cbs)
     trainer.remove_callback(PrinterCallback)  # our own progress display reports steps
     trainer.remove_callback(ProgressCallback)
+    if len(trainer.train_dataset) == 0:  # TRL drops records with no answer token within max_length
+        raise AdviseError(f"none of the {len(records)} training records keeps an answer token within "
+                          f"{settings.max_seq_length} tokens, so there is nothing to learn; raise max_seq_length")
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

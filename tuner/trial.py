@@ -47,6 +47,7 @@ class TrainingKit:
     tokenizer: object
     facts: ModelFacts
     progress: object = QUIET
+    model_config: object = None  # the base model's transformers config (its context length)
 
     def load_base(self, method: Method):
         """A fresh base model for ``method`` (its own loader for QLoRA's 4-bit base)."""
@@ -166,16 +167,17 @@ class TrialContext:
     price_per_hour: float
     flops_per_second: float
     tokens_per_record: float
+    max_seq_length: int  # tune.max_seq_length, or derived from the data
 
     @property
     def task(self):
         return self.kit.task
 
 
-def trial_config(params: dict, tune) -> TrialConfig:
+def trial_config(params: dict, tune, max_seq_length: int) -> TrialConfig:
     """Sampled parameters (clean names) as the configuration a trial trains."""
     return TrialConfig(method=params["method"], params={k: v for k, v in params.items() if k != "method"},
-                       max_steps=tune.max_steps, max_seq_length=tune.max_seq_length, time_budget_s=tune.trial_timeout_s)
+                       max_steps=tune.max_steps, max_seq_length=max_seq_length, time_budget_s=tune.trial_timeout_s)
 
 
 def run_trial(trial, ctx: TrialContext) -> float:
@@ -184,7 +186,7 @@ def run_trial(trial, ctx: TrialContext) -> float:
 
     started = time.perf_counter()
     params = ctx.space.suggest(trial)
-    config = trial_config(params, ctx.task.tune)
+    config = trial_config(params, ctx.task.tune, ctx.max_seq_length)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     same = same_configuration(trial)
     if same is not None:  # TPE re-samples points of a discrete space; seeded training would repeat the result
