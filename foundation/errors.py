@@ -26,4 +26,9 @@ class AdviseError(Exception):
         if self.where is not None and self.where != "":
             parts.append(f"line {self.where}" if isinstance(self.where, int) else str(self.where))
         parts.append(self.message)
-        return ": ".join(parts)
+        return ": ".join(parts).translate(_VISIBLE)
+
+
+# A message quotes the user's text (keys, values, paths); a newline or control character in it
+# would break the one-line promise or the terminal, so it is shown escaped.
+_VISIBLE = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}

@@ -29,7 +29,7 @@ def display_path(path: Path) -> str:
 def _stat(path: Path, shown: str, where) -> os.stat_result | None:
     try:
         return os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a missing folder, or a file used as one: no such path
         return None
     except OSError as e:
         if e.errno == errno.ELOOP:

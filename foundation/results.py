@@ -17,7 +17,9 @@ SCHEMA_VERSION = 2
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # An infinite cost (a candidate that answered nothing) must survive a save and a load:
+    # pydantic writes it as null by default, which the float field then refuses.
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
 
 class Quality(Model):

@@ -40,6 +40,12 @@ def _format_error(err: dict) -> str:
         return "use letters, digits, '.', '_' and '-' only, starting with a letter or digit"
     if kind == "list_type":
         return f"expected a list, got {_yaml_type(err.get('input'))}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"expected a whole number, got {_yaml_type(err.get('input'))}"
+    if kind in ("float_parsing", "float_type"):
+        return f"expected a number, got {_yaml_type(err.get('input'))}"
+    if kind == "finite_number":
+        return f"expected a finite number, got {err.get('input')}"
     msg = err.get("msg", "invalid value")
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)

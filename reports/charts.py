@@ -7,7 +7,7 @@ Every piece of text goes through :func:`markupsafe.escape`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from markupsafe import Markup, escape
@@ -161,9 +161,17 @@ def _pct_tick(v: float) -> str:
 
 # ---------------------------------------------------------------- candidates
 
+def _finite(*values) -> bool:
+    """Only finite numbers can be drawn; a NaN or infinite value (a candidate that answered nothing)
+    stays in the tables and is left out of the chart."""
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
 def quality_cost_chart(points: Sequence[QualityCostPoint], *, x_label: str, ci: str, W: int = 860,
                        H: int = 400) -> Markup:
     """Quality (with its interval, labelled ``ci``) against total cost, one point per candidate."""
+    points = [p if _finite(p.ci_low, p.ci_high) else replace(p, ci_low=p.quality, ci_high=p.quality)
+              for p in points if _finite(p.cost_usd, p.quality)]
     if not points:
         return Markup("")
     x = _x_scale([p.cost_usd for p in points], W)
@@ -191,7 +199,7 @@ def quality_cost_chart(points: Sequence[QualityCostPoint], *, x_label: str, ci: 
 def pareto_chart(trials: Sequence[TrialRow], *, by: str = "cost", W: int = 520, H: int = 330) -> Markup:
     """Finished trials by quality against training cost (``by="cost"``) or latency; the front joined."""
     get = (lambda t: t.train_cost_usd) if by == "cost" else (lambda t: t.latency_p95_ms)
-    done = [t for t in trials if t.state == "complete" and t.quality is not None and get(t) is not None]
+    done = [t for t in trials if t.state == "complete" and _finite(t.quality, get(t))]
     if not done:
         return Markup("")
     x = _x_scale([get(t) for t in done], W)
@@ -230,6 +238,8 @@ def _star(cx: float, cy: float, r: float) -> str:
 
 def history_chart(history: Sequence[HistoryPoint], W: int = 520, H: int = 330) -> Markup:
     """Validation quality per trial in order, the best so far as a step line; pruned and failed marked."""
+    history = [h if _finite(h.quality) else replace(h, quality=None) for h in history]
+    history = [h if _finite(h.best_so_far) else replace(h, best_so_far=None) for h in history]
     if not history:
         return Markup("")
     values = [h.quality for h in history if h.quality is not None] or [0.0, 1.0]
@@ -279,6 +289,7 @@ def history_chart(history: Sequence[HistoryPoint], W: int = 520, H: int = 330) -
 def bar_chart(items: Sequence[tuple[str, float]], *, title: str, value_fmt=lambda v: f"{v * 100:.0f}%",
               W: int = 520) -> Markup:
     """Horizontal bars, largest first (hyperparameter importance)."""
+    items = [(k, v) for k, v in items if _finite(v)]
     if not items:
         return Markup("")
     row, label_w = 30, max(CHAR_W * max(len(k) for k, _ in items) + 16, 90)

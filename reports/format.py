@@ -28,8 +28,8 @@ def fmt_quality(x: float | None) -> str:
     >>> fmt_quality(0.8125)
     '81.2%'
     """
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
+    if _missing(x):
+        return _missing(x)
     return f"{x * 100:.1f}%"
 
 
@@ -39,12 +39,23 @@ def fmt_ci(low: float, high: float) -> str:
     >>> fmt_ci(0.7, 0.85)
     '70.0–85.0%'
     """
+    if _missing(low) or _missing(high):
+        return "–"
     return f"{low * 100:.1f}–{high * 100:.1f}%"
 
 
-def fmt_ms(x: float | None) -> str:
-    if x is None:
+def _missing(x) -> str | None:
+    """How a value that is not a finite number is shown: "–" when unknown, "∞" when infinite."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    return None
+
+
+def fmt_ms(x: float | None) -> str:
+    if _missing(x):
+        return _missing(x)
     return f"{x / 1000:.2f} s" if x >= 10_000 else f"{x:,.0f} ms"
 
 
@@ -54,8 +65,8 @@ def fmt_seconds(x: float | None) -> str:
     >>> [fmt_seconds(v) for v in (4.2, 95, 5400)]
     ['4.2 s', '1.6 min', '1.5 h']
     """
-    if x is None:
-        return "–"
+    if _missing(x):
+        return _missing(x)
     if x < 60:
         return f"{x:.1f} s"
     if x < 3600:
@@ -64,8 +75,8 @@ def fmt_seconds(x: float | None) -> str:
 
 
 def fmt_memory(mb: float | None) -> str:
-    if mb is None:
-        return "–"
+    if _missing(mb):
+        return _missing(mb)
     return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:,.0f} MB"
 
 

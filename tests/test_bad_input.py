@@ -25,7 +25,8 @@ CASES: dict[str, dict] = yaml.safe_load((CORPUS / "cases.yaml").read_text(encodi
 FOLDERS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
 ADVISE = [sys.executable, "-m", "advisor.cli"]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-CASE_KEYS = {"about", "file", "where", "message", "arg", "command", "chmod", "needs_non_root", "xfail"}
+CASE_KEYS = {"about", "file", "where", "message", "arg", "command", "chmod", "needs_non_root", "xfail", "fifo",
+             "symlink", "needs_no_cuda", "results_json"}
 
 # One case per code path that can print the error line, run as a real process: a stray warning
 # or log line on stderr from any library on that path would break the one-line contract.
@@ -53,15 +54,26 @@ def _as_list(value) -> list:
 
 
 def _argv(case: dict) -> list[str]:
-    argv = [case.get("command", "validate"), case.get("arg", "task.yaml")]
+    arg = case.get("arg", "task.yaml")
+    argv = [case.get("command", "validate"), *(arg if isinstance(arg, list) else [arg])]
     return argv + (["--quiet"] if case.get("command") == "run" else [])
 
 
 def _prepare(name: str, root: Path) -> Path:
     """A private copy of the case folder (runs write there; chmod must not touch the repo)."""
     folder = root / name
-    shutil.copytree(CORPUS / name, folder)
-    for rel, mode in CASES[name].get("chmod", {}).items():
+    shutil.copytree(CORPUS / name, folder, symlinks=True)
+    case = CASES[name]
+    for rel in case.get("fifo", []):  # git cannot hold a named pipe: made here
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(folder / rel)
+    for rel, target in case.get("symlink", {}).items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, folder / rel)
+    if "results_json" in case:  # a results file as written text, for `advise report` cases
+        (folder / "runs" / "r").mkdir(parents=True, exist_ok=True)
+        (folder / "runs" / "r" / "results.json").write_text(case["results_json"], encoding="utf-8")
+    for rel, mode in case.get("chmod", {}).items():
         os.chmod(folder / rel, mode)
     return folder
 
@@ -80,7 +92,15 @@ def _marks(name: str) -> list:
         marks.append(pytest.mark.xfail(strict=True, reason=case["xfail"]))
     if case.get("needs_non_root") and IS_ROOT:
         marks.append(pytest.mark.skip(reason="root can read files without read permission"))
+    if case.get("needs_no_cuda") and _has_cuda():
+        marks.append(pytest.mark.skip(reason="this machine has CUDA, so device: cuda is not an error here"))
     return marks
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _in_process_params():

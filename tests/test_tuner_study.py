@@ -149,12 +149,11 @@ def test_pilot_from_the_finetune_baseline_is_the_study_s_first_trial_as_given(tm
     from tuner.trial import train_settings, trial_config
 
     task = load_task(write_task(tmp_path))
-    config = pilot_config(task)  # what `advise run` hands to run_study
+    config = pilot_config(task, max_seq_length=48)  # what `advise run` hands to run_study
     clean = clean_params(SearchSpace(list(METHODS.values())).enqueueable(config.method, config.params))
     assert clean == {"method": "lora", **config.params}
     # Sampled as a trial, the same parameters give the same training settings (up to the step bounds).
-    as_trial = trial_config(clean, task.tune.model_copy(update={"max_steps": config.max_steps,
-                                                                "max_seq_length": config.max_seq_length}))
+    as_trial = trial_config(clean, task.tune.model_copy(update={"max_steps": config.max_steps}), config.max_seq_length)
     as_trial.time_budget_s = config.time_budget_s
     assert train_settings(as_trial, micro_batch_size=8, seed=0) == train_settings(config, micro_batch_size=8, seed=0)
 

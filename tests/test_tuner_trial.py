@@ -27,7 +27,7 @@ def trial_context(tmp_path):
                       facts=model_facts(load_model(source, seed=0)))
     return TrialContext(kit=kit, run_dir=task.run_dir, space=SearchSpace([METHODS["lora"], METHODS["full"]]),
                         local_excluded={}, validation=Evaluator(task, tokenizer, splits.validation),
-                        price_per_hour=0.1, flops_per_second=1e10, tokens_per_record=30.0)
+                        price_per_hour=0.1, flops_per_second=1e10, tokens_per_record=30.0, max_seq_length=48)
 
 
 def _ask(study: optuna.Study, params: dict):

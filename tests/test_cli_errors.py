@@ -1,0 +1,146 @@
+"""Errors as a user meets them at the installed ``advise`` executable: usage errors are one line and
+exit 2, two processes never corrupt a run's results, and a finished run's report survives odd values
+and odd folder names."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import write_task
+
+ADVISE = str(Path(sys.executable).with_name("advise"))  # the console script pip installed
+
+
+def run(*args, cwd=None, timeout=120):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "100"}
+    return subprocess.run([ADVISE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+USAGE_ERRORS = [
+    ((), "Missing command"),
+    (("validate",), "Missing argument"),
+    (("nosuch",), "No such command"),
+    (("run", "--bogus", "task.yaml"), "No such option: --bogus"),
+    (("tune", "task.yaml", "--n-trials", "abc"), "--n-trials"),
+    (("report",), "Missing argument"),
+    (("export", "runs/x"), "Missing option '--out'"),
+    (("--nosuch",), "No such option"),
+]
+
+
+@pytest.mark.skipif(not Path(ADVISE).exists(), reason="the advise console script is not installed in this venv")
+@pytest.mark.parametrize("args,message", USAGE_ERRORS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
+def test_usage_errors_of_the_installed_executable_are_one_line(args, message, tmp_path):
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
+    assert "--help" in lines[0]  # says where the usage is
+
+
+@pytest.mark.skipif(not Path(ADVISE).exists(), reason="the advise console script is not installed in this venv")
+def test_version_and_help_answer_without_error():
+    from foundation import __version__
+
+    v = run("--version")
+    assert v.returncode == 0 and v.stdout.strip() == f"advise {__version__}"
+    h = run("--help")
+    assert h.returncode == 0 and "validate" in h.stdout and h.stderr == ""
+
+
+def test_two_writers_never_share_a_temporary_results_file(tmp_path):
+    """Before, both wrote results.json.tmp: one renamed the other's file away (FileNotFoundError)."""
+    from foundation.results import Results, load_results, save_results
+
+    errors = []
+
+    def write(n):
+        for i in range(150):
+            try:
+                save_results(Results(advise_version="t", created=str(i), task={"name": f"w{n}"}, environment={},
+                                     data={}, candidates=[]), tmp_path)
+            except Exception as e:  # what the old code raised 4–51 times per 300 writes
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert load_results(tmp_path).task["name"] in ("w0", "w1")
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_second_run_on_the_same_run_folder_is_refused(tmp_path):
+    from advisor.tasks import load_task
+    from foundation.errors import AdviseError
+    from foundation.runinfo import run_dir_lock
+
+    task = load_task(write_task(tmp_path / "t"))
+    with run_dir_lock(task.run_dir, task_file="task.yaml"):
+        with pytest.raises(AdviseError, match=r"task.yaml: output.dir: .* is in use by advise run \(pid \d+\)"):
+            with run_dir_lock(task.run_dir, task_file="task.yaml"):
+                pass
+        with pytest.raises(AdviseError, match="is in use"):  # nor can a tune worker join a running `advise run`
+            with run_dir_lock(task.run_dir, shared=True, task_file="task.yaml"):
+                pass
+    with run_dir_lock(task.run_dir, shared=True), run_dir_lock(task.run_dir, shared=True):
+        pass  # tune workers of one sweep share the folder
+
+
+def test_a_second_advise_run_process_is_refused_while_the_first_holds_the_folder(tmp_path):
+    from advisor.tasks import load_task
+    from foundation.runinfo import run_dir_lock
+
+    path = write_task(tmp_path / "t")
+    with run_dir_lock(load_task(path).run_dir):
+        r = run("run", path, "--quiet", cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "output.dir" in r.stderr and "is in use" in r.stderr
+
+
+def test_report_renders_a_results_file_with_nan_and_infinity(tmp_path):
+    """A measured run is never lost to its report: non-finite numbers render as '–' or '∞'."""
+    from conftest_reports import make_results
+
+    run_dir = tmp_path / "runs" / "r"
+    results = make_results(run_dir)
+    raw = json.loads((run_dir / "results.json").read_text())
+    raw["candidates"][0]["quality"]["ci_low"] = float("nan")
+    raw["candidates"][1]["cost_per_1k_usd"] = float("inf")
+    (run_dir / "results.json").write_text(json.dumps(raw))
+    r = run("report", run_dir)
+    assert r.returncode == 0, r.stderr
+    assert (run_dir / "report.html").exists() and "Traceback" not in r.stderr
+    assert results.candidates[0].name in r.stdout
+
+
+def test_infinite_costs_round_trip_through_results_json(tmp_path):
+    """A candidate that answered nothing in time has an infinite cost per query: it must survive
+    save and load (pydantic writes inf as null by default, which then fails to load)."""
+    from conftest_reports import make_results
+    from foundation.results import load_results, save_results
+
+    results = make_results(tmp_path)
+    results.candidates[0].cost_per_1k_usd = float("inf")
+    save_results(results, tmp_path)
+    assert math.isinf(load_results(tmp_path).candidates[0].cost_per_1k_usd)
+
+
+def test_report_of_a_run_folder_with_brackets_in_its_name(tmp_path):
+    from conftest_reports import make_results
+
+    run_dir = tmp_path / "runs [old]" / "r[1]"
+    make_results(run_dir)
+    r = run("report", run_dir)
+    assert r.returncode == 0, r.stderr
+    assert f"report: {run_dir / 'report.html'}" in " ".join(r.stdout.split())
