@@ -124,6 +124,8 @@ class Trial(Model):
     adapter_dir: str | None = Field(None, description="saved adapter (or model), relative to the run dir")
     retry_of: int | None = Field(None, description="the interrupted trial this one repeats")
     worker: str | None = Field(None, description="host:pid that ran it")
+    phases: dict[str, float] = Field(default_factory=dict, description=(
+        "seconds by phase: load_model, trainer_setup, optimizer_steps, validation, latency, save, other"))
 
 
 class Study(Model):

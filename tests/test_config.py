@@ -19,7 +19,7 @@ def test_defaults_and_relative_paths(task_file):
 
 @pytest.mark.parametrize("extra, where, message", [
     ("baselines: {rag: {topk: 3}}", "baselines.rag.topk", "unknown key 'topk'"),
-    ("generation: {max_new_tokens: lots}", "generation.max_new_tokens", "integer"),
+    ("generation: {max_new_tokens: lots}", "generation.max_new_tokens", "whole number"),
     ("metric: {name: bleu}", "metric", "unknown metric 'bleu'"),
     ("prompt: {template: 'no placeholder'}", "prompt.template", "{input}"),
 ])

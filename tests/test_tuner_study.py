@@ -189,7 +189,8 @@ def test_resume_after_kill_9_keeps_finished_trials_and_retries_the_interrupted_o
         deadline = time.time() + 240
         while time.time() < deadline:  # wait until trial 0 is done and trial 1 is training
             states = _states(db)
-            if states[:1] == ["COMPLETE"] and len(states) == 2 and states[1] == "RUNNING" and _heartbeats(db) >= 2:
+            if (states[:1] == ["COMPLETE"] and len(states) == 2 and states[1] == "RUNNING" and _heartbeats(db) >= 2
+                    and _sampled_everything(db, 1)):  # killed mid-sampling, the retry would get half its params
                 break
             assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
             time.sleep(0.1)
@@ -225,6 +226,15 @@ def test_resume_after_kill_9_keeps_finished_trials_and_retries_the_interrupted_o
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
+
+
+def _sampled_everything(db: Path, number: int) -> bool:
+    """Trial ``number`` has all its parameters (the shared ones are sampled last)."""
+    try:
+        trial = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials[number]
+    except Exception:  # not there yet
+        return False
+    return {"epochs", "batch_size", "warmup_ratio", "weight_decay"} <= set(trial.params)
 
 
 def _heartbeats(db: Path) -> int:

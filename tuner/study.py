@@ -158,7 +158,7 @@ def _worker(task, splits, run_dir: Path, progress):
         raise AdviseError("no fine-tuning method applies here: " + "; ".join(f"{k}: {v}" for k, v in excluded.items()),
                           where="tune.methods")
     kit = TrainingKit(task=task, records=splits.train, device=device, source=source, tokenizer=tokenizer,
-                      facts=facts, progress=progress, model_config=config)
+                      facts=facts, progress=progress, model_config=config, reuse_base=True)
     return kit, methods, excluded
 
 

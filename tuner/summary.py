@@ -49,7 +49,7 @@ def result_trial(t) -> Trial:
         latency_p95_ms=u.get("latency_p95_ms"), validation_quality=u.get("validation_quality"),
         steps=u.get("steps"), intermediate=intermediate, note=note, trial_seconds=u.get("trial_seconds"),
         trial_cost_usd=u.get("trial_cost_usd"), validation_ci=u.get("validation_ci"), settings=u.get("settings", {}),
-        adapter_dir=u.get("adapter_dir"), retry_of=retry_of, worker=u.get("worker"))
+        adapter_dir=u.get("adapter_dir"), retry_of=retry_of, worker=u.get("worker"), phases=u.get("phases", {}))
 
 
 def pareto_front(trials: list[Trial]) -> set[int]:

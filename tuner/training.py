@@ -32,6 +32,7 @@ class TrainSettings:
     seed: int = 0
     gradient_checkpointing: bool = False
     output_dir: str | None = None
+    micro_batch_from_memory: bool = False  # CUDA: grow the micro-batch to what fits (tuner.cuda)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class TrainResult:
     total_params: int
     stopped_reason: str
     log_history: list[dict] = field(default_factory=list)
+    setup_seconds: float = 0.0  # adapter, dataset tokenisation, trainer: before the first step
 
     @property
     def tokens_per_second(self) -> float:
@@ -93,24 +95,33 @@ _PLAIN = None
 
 
 def _plain_loss_trainer():
-    """SFTTrainer with the model's own loss. Off CUDA, TRL's fused LM head falls back to tiled
-    torch ops that score every position and add entropy and accuracy metrics: a third of a
-    step's time on CPU (bench/results/training.json: 0.78x a plain loop before, 0.975x after,
-    same loss to 5 digits). TRL's token count is kept."""
+    """SFTTrainer with the model's own loss, on every device. TRL's loss scores every position and
+    adds entropy and accuracy metrics each step: a third of a step's time on CPU
+    (bench/results/training.json: 0.78x a plain loop before, 0.975x after, same loss to 5 digits)
+    and a host sync per step on CUDA. Tokens are counted on the device and read at log time.
+    On CUDA the attention mask is dropped (right padding, causal: see ``tuner.cuda``)."""
     global _PLAIN
     if _PLAIN is None:
         from trl import SFTTrainer
 
         class PlainLossSFTTrainer(SFTTrainer):
+            _tokens = 0
+
             def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                mask = inputs.get("attention_mask")
+                self._tokens = self._tokens + (mask.sum() if mask is not None else (inputs["labels"] != -100).sum())
+                if mask is not None and mask.is_cuda:
+                    inputs = {k: v for k, v in inputs.items() if k != "attention_mask"}
                 outputs = model(**{**inputs, "use_cache": False})
                 loss = outputs.loss
                 if num_items_in_batch is not None:  # the Trainer normalises by the whole accumulated batch
                     loss = loss * (inputs["labels"][:, 1:] != -100).sum() / num_items_in_batch
-                if "attention_mask" in inputs:
-                    self._total_train_tokens += int(inputs["attention_mask"].sum())
-                    self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
                 return (loss, outputs) if return_outputs else loss
+
+            def log(self, logs, *args, **kwargs):
+                self._total_train_tokens = int(self._tokens)  # one read-back per logged step
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+                return super().log(logs, *args, **kwargs)
 
         _PLAIN = PlainLossSFTTrainer
     return _PLAIN
@@ -122,13 +133,18 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def sft_args(settings: TrainSettings, steps: int, device: str):
-    """TRL's ``SFTConfig`` for one run: fp32 without checkpointing on CPU, bf16 on CUDA."""
+    """TRL's ``SFTConfig`` for one run: fp32 without checkpointing on CPU; on CUDA bf16 and what
+    ``tuner.cuda`` lists."""
     import tempfile
 
-    import torch
     from trl import SFTConfig
 
     cuda = device.startswith("cuda")
+    extra = {}
+    if cuda:
+        from tuner import cuda as fast
+
+        extra = fast.sft_overrides(steps)
     return SFTConfig(
         output_dir=settings.output_dir or tempfile.mkdtemp(prefix="advise-sft-"),
         max_steps=steps,
@@ -141,7 +157,7 @@ def sft_args(settings: TrainSettings, steps: int, device: str):
         max_length=settings.max_seq_length,
         completion_only_loss=True,
         packing=False,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        bf16=False,
         fp16=False,
         gradient_checkpointing=settings.gradient_checkpointing and cuda,
         use_cpu=not cuda,
@@ -153,6 +169,7 @@ def sft_args(settings: TrainSettings, steps: int, device: str):
         data_seed=settings.seed,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        **extra,
     )
 
 
@@ -185,19 +202,27 @@ def train_sft(model, tokenizer, records: list[Record], *, prompt, settings: Trai
     import torch
     from peft import PeftConfig, get_peft_model
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from trl import SFTTrainer
 
+    setup_start = time.perf_counter()
     torch.manual_seed(settings.seed)
-    if isinstance(adapter, PeftConfig):
-        model = get_peft_model(model, adapter)
+    cuda = device.startswith("cuda")
+    if isinstance(adapter, PeftConfig):  # on CUDA the adapter lives in the base's bf16 (tuner.cuda)
+        model = get_peft_model(model, adapter, autocast_adapter_dtype=not cuda)
     elif callable(adapter):
         model = adapter(model)
     trainable, total = count_parameters(model)
+    if cuda:
+        from tuner import cuda as fast
+
+        fast.prepare_backends()
+        if settings.micro_batch_from_memory:
+            effective = settings.batch_size * settings.grad_accum
+            rows = fast.micro_batch_rows(model, settings.max_seq_length, effective)
+            settings.batch_size, settings.grad_accum = fast.split_batch(effective, rows)
     steps = plan_steps(len(records), settings)
     time_limit = _time_limit_callback(settings.time_budget_s) if settings.time_budget_s else None
     cbs = list(callbacks or []) + [cb for cb in (time_limit, on_step and _progress_callback(on_step)) if cb]
-    trainer_cls = SFTTrainer if device.startswith("cuda") else _plain_loss_trainer()
-    trainer = trainer_cls(model=model, args=sft_args(settings, steps, device), processing_class=tokenizer,
+    trainer = _plain_loss_trainer()(model=model, args=sft_args(settings, steps, device), processing_class=tokenizer,
                           train_dataset=sft_dataset(records, prompt), callbacks=cbs)
     trainer.remove_callback(PrinterCallback)  # our own progress display reports steps
     trainer.remove_callback(ProgressCallback)
@@ -215,4 +240,5 @@ def train_sft(model, tokenizer, records: list[Record], *, prompt, settings: Trai
     return TrainResult(model=model, steps=trainer.state.global_step, train_seconds=seconds,
                        tokens_seen=int(max((h.get("num_tokens", 0) for h in history), default=0)),
                        final_loss=losses[-1] if losses else None, trainable_params=trainable, total_params=total,
-                       stopped_reason=_stop_reason(trainer, time_limit, settings, steps), log_history=history)
+                       stopped_reason=_stop_reason(trainer, time_limit, settings, steps), log_history=history,
+                       setup_seconds=start - setup_start)

@@ -48,13 +48,50 @@ class TrainingKit:
     facts: ModelFacts
     progress: object = QUIET
     model_config: object = None  # the base model's transformers config (its context length)
+    reuse_base: bool = False  # keep one base model for every trial of this worker (see load_base)
+    _base: object = field(default=None, repr=False)
+    _pristine: dict | None = field(default=None, repr=False)
 
     def load_base(self, method: Method):
-        """A fresh base model for ``method`` (its own loader for QLoRA's 4-bit base)."""
+        """The base model for ``method``: its own loader for QLoRA's 4-bit base; otherwise loaded
+        once per worker when ``reuse_base``, and its weights put back from a copy before each use,
+        since PiSSA, BitFit and full fine-tuning change them (a trial of a 1B model spent more
+        time loading it than training; bench/results/sweep_cuda.json)."""
         from foundation.models import load_model
 
         if method.load_base is not None:
             return method.load_base(self.source, self.device, self.task)
+        if not self.reuse_base:
+            return self._load(load_model)
+        if self._base is None:
+            self._base = self._load(load_model)
+            self._pristine = {k: v.detach().to("cpu", copy=True) for k, v in self._base.state_dict().items()}
+        else:
+            self._base.load_state_dict(self._pristine)
+        for p in self._base.parameters():
+            p.requires_grad_(False)
+        self._base.eval()
+        return self._base
+
+    def release(self, trained) -> None:
+        """Take a trained model's adapter off the shared base, so the next trial starts clean."""
+        if not self.reuse_base or self._base is None:
+            return
+        from peft import PeftModel
+
+        if isinstance(trained, PeftModel):
+            tuner = trained.base_model
+            base = tuner.unload() if hasattr(tuner, "unload") else trained.get_base_model()
+            if base is not self._base:  # an adapter kind that cannot be taken off: load afresh next time
+                self.discard_base()
+        elif trained is not self._base:
+            self.discard_base()
+
+    def discard_base(self) -> None:
+        """Forget the shared base (after a failure left it in an unknown state)."""
+        self._base, self._pristine = None, None
+
+    def _load(self, load_model):
         return load_model(self.source, device=self.device, trust_remote_code=self.task.trust_remote_code,
                           seed=self.task.seed)
 
@@ -81,6 +118,7 @@ class TrainedModel:
     peak_memory_mb: float
     callback: object = None  # the callback of the attempt that finished
     notes: list[str] = field(default_factory=list)  # out-of-memory retries
+    load_seconds: float = 0.0  # getting the base model and building the adapter
 
     @property
     def model(self):
@@ -116,8 +154,11 @@ def train_config(config: TrialConfig, kit: TrainingKit, *, micro_batch_size: int
     steps = plan_steps(len(kit.records), settings)
     notes: list[str] = []
     while True:
+        settings.micro_batch_from_memory = kit.device.startswith("cuda") and not notes
+        load_start = time.perf_counter()
         base = kit.load_base(method)
         adapter, init_dir = prepare_adapter(method, config.params, kit.facts)
+        load_seconds = time.perf_counter() - load_start
         callback = make_callback() if make_callback else None
         settings.output_dir = tempfile.mkdtemp(prefix="advise-trial-")
         try:
@@ -128,9 +169,11 @@ def train_config(config: TrialConfig, kit: TrainingKit, *, micro_batch_size: int
                                             settings=settings, adapter=adapter,
                                             callbacks=[callback] if callback else [], device=kit.device,
                                             on_step=lambda step, total: advance())
-            return TrainedModel(method, config, result, settings, steps, init_dir, mem.peak_mb, callback, notes)
-        except Exception as e:
-            if not is_out_of_memory(e):
+            return TrainedModel(method, config, result, settings, steps, init_dir, mem.peak_mb, callback, notes,
+                                load_seconds)
+        except BaseException as e:
+            kit.discard_base()  # it may hold half an adapter now
+            if not isinstance(e, Exception) or not is_out_of_memory(e):
                 raise
             del base, adapter
             free_memory(kit.device)
@@ -197,15 +240,18 @@ def run_trial(trial, ctx: TrialContext) -> float:
     if config.method in ctx.local_excluded:
         raise TrialFailed(f"{config.method} does not apply on this worker: {ctx.local_excluded[config.method]}")
     trained = _train(trial, ctx, config)
-    _record_training(trial, ctx, trained)
-    result, reason = trained.result, trained.callback.reason
-    if reason is None and result.final_loss is not None and not math.isfinite(result.final_loss):
-        reason = f"loss became {result.final_loss} at step {result.steps}"
-    if reason is None:
-        quality = _validate_and_save(trial, ctx, trained)
-    _finish(trial, ctx, started, trained.notes + ([reason] if reason else []))
-    del trained, result
-    free_memory(ctx.kit.device)
+    try:
+        _record_training(trial, ctx, trained)
+        result, reason = trained.result, trained.callback.reason
+        if reason is None and result.final_loss is not None and not math.isfinite(result.final_loss):
+            reason = f"loss became {result.final_loss} at step {result.steps}"
+        if reason is None:
+            quality = _validate_and_save(trial, ctx, trained)
+        _finish(trial, ctx, started, trained.notes + ([reason] if reason else []))
+    finally:
+        ctx.kit.release(trained.model)
+        del trained
+        free_memory(ctx.kit.device)
     if reason is not None:
         raise optuna.TrialPruned(reason)
     return quality
@@ -235,6 +281,8 @@ def _train(trial, ctx: TrialContext, config: TrialConfig) -> TrainedModel:
 def _record_training(trial, ctx: TrialContext, trained: TrainedModel) -> None:
     result, callback = trained.result, trained.callback
     train_seconds = max(0.0, result.train_seconds - callback.eval_seconds)  # validation is not training
+    _add_phases(trial, load_model=trained.load_seconds, trainer_setup=result.setup_seconds,
+                optimizer_steps=train_seconds, validation=callback.eval_seconds)
     _set_attrs(trial, {
         "trainable_params": result.trainable_params, "total_params": result.total_params, "steps": result.steps,
         "train_seconds": train_seconds, "train_cost_usd": train_seconds / 3600 * ctx.price_per_hour,
@@ -251,13 +299,17 @@ def _validate_and_save(trial, ctx: TrialContext, trained: TrainedModel) -> float
     from foundation.measure import measure_quality
     from foundation.stats import percentile
 
+    t0 = time.perf_counter()
     scores = ctx.validation.scores(trained.model)
     quality = measure_quality(ctx.task, scores)
     trial.report(quality.mean, trained.result.steps)
+    t1 = time.perf_counter()
     latency = ctx.validation.latency_ms(trained.model, ctx.task.tune.latency_queries)
+    t2 = time.perf_counter()
     adapter_dir = ctx.run_dir / "adapters" / f"trial-{trial.number}"
     save_trial(adapter_dir, trained.method, trained.model, trained.init_dir,
                trial_record(ctx.task, trained.config, trial.number), ctx.kit.tokenizer)
+    _add_phases(trial, validation=t1 - t0, latency=t2 - t1, save=time.perf_counter() - t2)
     _set_attrs(trial, {
         "validation_quality": quality.mean, "validation_ci": [quality.ci_low, quality.ci_high],
         "validation_scores": scores, "latency_p50_ms": percentile(latency, 50),
@@ -265,8 +317,18 @@ def _validate_and_save(trial, ctx: TrialContext, trained: TrainedModel) -> float
     return quality.mean
 
 
+def _add_phases(trial, **seconds: float) -> None:
+    """Where a trial's wall time goes, phase by phase (``bench/bench_sweep_cuda.py`` sums them)."""
+    phases = dict(trial.user_attrs.get("phases", {}))
+    for name, value in seconds.items():
+        phases[name] = phases.get(name, 0.0) + value
+    trial.set_user_attr("phases", phases)
+
+
 def _finish(trial, ctx: TrialContext, started: float, notes: list[str]) -> None:
     seconds = time.perf_counter() - started
+    phases = trial.user_attrs.get("phases", {})
+    _add_phases(trial, other=max(0.0, seconds - sum(phases.values())))
     trial.set_user_attr("trial_seconds", seconds)
     trial.set_user_attr("trial_cost_usd", seconds / 3600 * ctx.price_per_hour)
     if notes:
