@@ -144,3 +144,14 @@ def test_report_of_a_run_folder_with_brackets_in_its_name(tmp_path):
     r = run("report", run_dir)
     assert r.returncode == 0, r.stderr
     assert f"report: {run_dir / 'report.html'}" in " ".join(r.stdout.split())
+
+
+def test_quiet_run_prints_nothing_at_all(tmp_path):
+    """--quiet: no progress, no tables, and no library warnings on stderr, so a late error would be
+    the one line on stderr."""
+    path = write_task(tmp_path / "t")
+    r = subprocess.run([sys.executable, "-m", "advisor.cli", "run", str(path), "--quiet", "--no-tune"],
+                       capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and r.stderr == ""
+    assert json.loads((tmp_path / "t" / "runs" / "tiny-task" / "results.json").read_text())["status"] == "complete"
