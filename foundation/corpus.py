@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foundation.errors import AdviseError
-from foundation.paths import check_regular_file, display_path, walk_files
+from foundation.paths import display_path, read_text, walk_files
 from foundation.readers import read_rows
 
 CORPUS_SUFFIXES = (".md", ".txt", ".jsonl")
@@ -41,15 +41,7 @@ def load_corpus(task) -> list[Document]:
                     docs.append(Document(f"{f.name}:{line}", value))
         else:
             shown = display_path(f)
-            try:
-                raw = check_regular_file(f, shown).read_bytes()
-            except OSError as e:
-                raise AdviseError(f"cannot read: {e.strerror}", file=shown) from None
-            try:
-                text = raw.decode("utf-8-sig")
-            except UnicodeDecodeError as e:
-                line = raw[: e.start].count(b"\n") + 1
-                raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=shown, where=line) from None
+            text = read_text(f, shown)
             if "\x00" in text:
                 raise AdviseError("holds NUL bytes: a binary file, not text", file=shown,
                                   where=text[: text.index("\x00")].count("\n") + 1)

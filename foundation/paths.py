@@ -74,6 +74,20 @@ def check_regular_file(path: Path, shown: str | None = None, *, task_file: str |
     return Path(path)
 
 
+def read_text(path: Path, shown: str | None = None) -> str:
+    """A user's text file (UTF-8, a BOM allowed), checked first; errors name the file and line."""
+    shown = shown or display_path(path)
+    check_regular_file(path, shown)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise AdviseError(f"cannot read: {e.strerror}", file=shown) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=shown, where=raw[: e.start].count(b"\n") + 1) from None
+
+
 def walk_files(folder: Path, suffixes: tuple[str, ...], *, task_file: str, where: str) -> list[Path]:
     """Regular files with ``suffixes`` under ``folder``, sorted; symlinked folders are not followed,
     special files are skipped, and a folder too large to be a corpus is an error."""

@@ -8,26 +8,18 @@ import json
 from pathlib import Path
 
 from foundation.errors import AdviseError
-from foundation.paths import check_regular_file
+from foundation.paths import check_regular_file, read_text
 
 
 def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dict]]:
     """Rows of a data file with where each came from: line number (jsonl, csv), ``item N`` (json)
     or ``row N`` (parquet), counted from 1."""
     shown = shown or str(path)
-    check_regular_file(path, shown)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
+        check_regular_file(path, shown)
         return _read_parquet(path, shown)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise AdviseError(f"cannot read: {e.strerror}", file=shown) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=shown, where=line) from None
+    text = read_text(path, shown)
     if suffix == ".jsonl":
         rows = []
         for n, line in enumerate(text.splitlines(), 1):

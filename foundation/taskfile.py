@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from foundation.config import TaskConfig
 from foundation.errors import AdviseError
-from foundation.paths import check_regular_file, check_writable_dir, display_path
+from foundation.paths import check_regular_file, check_writable_dir, display_path, read_text
 
 
 def _yaml_type(value) -> str:
@@ -125,14 +125,7 @@ def _read_yaml(path: Path, shown: str):
     check_regular_file(path, shown)
     if path.stat().st_size > MAX_TASK_BYTES:
         raise AdviseError(f"is {path.stat().st_size:,} bytes; a task.yaml is a page of settings", file=shown)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise AdviseError(f"cannot read: {e.strerror}", file=shown) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=shown, where=data[: e.start].count(b"\n") + 1) from None
+    text = read_text(path, shown)
     try:
         return yaml.load(text, Loader=_StrictLoader)
     except _DuplicateKey as e:
