@@ -72,12 +72,12 @@ def run_task(checked, progress: Progress = QUIET, *, tune: bool = True) -> Resul
 
 
 def tune_task(task, *, progress: Progress = QUIET, resume: bool = False, storage: str | None = None,
-              n_trials: int | None = None) -> Results:
+              n_trials: int | None = None, study_name: str | None = None) -> Results:
     """``advise tune``: load the data, run (or resume, or join) the study, save results.json.
 
     An existing ``runs/<name>/results.json`` (from ``advise run``) keeps its baselines and
     verdict and gains the study, starting from its pilot; otherwise a results file with the
-    study alone is written.
+    study alone is written. ``study_name`` names the study in its storage (default: the task's name).
     """
     from foundation.data import load_splits
     from foundation.models import pick_device
@@ -94,7 +94,7 @@ def tune_task(task, *, progress: Progress = QUIET, resume: bool = False, storage
         results = new_results(task, pick_device(task.device), splits.stats)
     t0 = time.perf_counter()
     results.study = run_study(task, splits, run_dir=run_dir, progress=progress, pilot=results.finetuned_config(),
-                              storage=storage, n_trials=n_trials, resume=resume)
+                              storage=storage, n_trials=n_trials, resume=resume, study_name=study_name)
     results.timings["tune"] = time.perf_counter() - t0
     results.status = "complete" if results.study.status == "complete" else "interrupted"
     save_results(results, run_dir)
