@@ -1,0 +1,138 @@
+"""The service's API against a real ``advise serve`` (uvicorn on loopback, embedded: SQLite state,
+huey's SQLite queue, a local worker pool of one): submit → run on the tiny model → verdict →
+report and downloads; a bad task gets the CLI's own error line as HTTP 422; cancel; re-run.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from conftest import write_task
+from conftest_service import ADVISE, env, run_state, serve, sse, submit_zip, wait_for, wait_status
+
+pytestmark = pytest.mark.service
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with serve(tmp_path_factory.mktemp("service") / "data") as url:
+        yield url
+
+
+def _files(folder: Path) -> list:
+    """Loose files with their relative paths as names, as the page's folder picker sends them."""
+    return [("files", (p.relative_to(folder).as_posix(), p.read_bytes())) for p in sorted(folder.rglob("*"))
+            if p.is_file()]
+
+
+def test_submit_run_verdict_report_and_downloads(server, tmp_path):
+    folder = write_task(tmp_path / "task").parent
+    r = requests.post(server + "/api/runs", files=_files(folder), data={"tune": "false", "submitter": XSS}, timeout=60)
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert run["status"] == "queued" and run["name"] == "tiny-task" and run["submitter"] == XSS
+    assert r.headers["location"] == f"/api/runs/{run['id']}"
+
+    done = wait_status(server, run["id"], ("complete", "failed"), 240)
+    assert done["status"] == "complete", done
+    results = requests.get(f"{server}/api/runs/{run['id']}/results", timeout=10).json()
+    assert results["status"] == "complete"
+    assert done["headline"] == results["verdict"]["headline"] and done["winner"] == results["verdict"]["winner"]
+    winner = next(c for c in results["candidates"] if c["name"] == done["winner"])
+    assert done["best_quality"] == pytest.approx(winner["quality"]["mean"])
+    assert done["monthly_cost"] > 0 and done["cost_text"].startswith("$")
+    assert [j["status"] for j in done["jobs"]] == ["complete"]
+
+    report = requests.get(f"{server}/api/runs/{run['id']}/report", timeout=10)
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "sandbox" in report.headers["content-security-policy"]
+    assert "<title>advise: tiny-task</title>" in report.text
+    paths = {f["path"] for f in done["files"]}
+    assert {"results.json", "report.html", "predictions/rag.jsonl", "adapters/pilot/adapter_config.json"} <= paths
+    pred = requests.get(f"{server}/api/runs/{run['id']}/files/predictions/rag.jsonl", timeout=10)
+    assert pred.status_code == 200 and "attachment" in pred.headers["content-disposition"]
+    assert len(pred.text.splitlines()) == 8 and "prediction" in json.loads(pred.text.splitlines()[0])
+    adapter = requests.get(f"{server}/api/runs/{run['id']}/adapters/pilot.zip", timeout=10)
+    assert adapter.status_code == 200 and b"pilot/adapter_config.json" in adapter.content
+
+    events = sse(f"{server}/api/runs/{run['id']}/events")
+    started = [d["description"] for e, d in events if e == "task"]
+    assert started[0] == "Loading model tiny-random"
+    assert {"Evaluating prompt-zero-shot", "Embedding for RAG", "Pilot fine-tune (LoRA)"} <= set(started)
+    assert any(e == "advance" for e, _ in events) and events[-1] == ("end", {"status": "complete"})
+
+    listed = requests.get(server + "/api/runs", timeout=10).json()
+    assert run["id"] in [x["id"] for x in listed]
+    for page in ("/", f"/runs/{run['id']}"):  # what a submitter typed is shown as text
+        html = requests.get(server + page, timeout=10).text
+        assert XSS not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_advise_submit_waits_for_the_verdict(server, tmp_path):
+    task = write_task(tmp_path / "cli", corpus=False)
+    text = task.read_text().replace("  finetune: {max_steps: 3, batch_size: 4, max_seq_length: 96}",
+                                    "  rag: {enabled: false}\n  finetune: {enabled: false}").replace(
+        "  rag: {chunk_tokens: 32, chunk_overlap: 8, top_k: 2}\n", "")
+    task.write_text(text)
+    proc = subprocess.run([*ADVISE, "submit", str(task), "--server", server, "--wait", "--json"], env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)
+    assert run["status"] == "complete" and run["winner"].startswith("prompt-")
+    assert f"submitted run {run['id']}" in proc.stderr and "verdict: " in proc.stderr
+    assert "Evaluating prompt-zero-shot" in proc.stderr  # the stages as they started
+
+
+def test_a_bad_task_is_refused_with_the_cli_error_line(server, tmp_path):
+    folder = write_task(tmp_path / "bad").parent
+    (folder / "task.yaml").write_text((folder / "task.yaml").read_text().replace("top_k: 2", "topk: 2"))
+    cli = subprocess.run([*ADVISE, "validate", "task.yaml"], cwd=folder, env=env(), capture_output=True, text=True,
+                         timeout=120)
+    assert cli.returncode == 2
+    r = submit_zip(server, folder)
+    assert r.status_code == 422
+    assert r.json()["detail"] == cli.stderr.strip().removeprefix("error: ")
+    assert r.json()["detail"] == "task.yaml: baselines.rag.topk: unknown key 'topk'"
+
+
+def _job_processes(run_id: int) -> list:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "service.job" in cmd and any(f"/jobs/" in c for c in cmd):
+            found.append(p)
+    return found
+
+
+def test_cancel_a_queued_and_a_running_run(server, tmp_path):
+    long = write_task(tmp_path / "long", extra="").parent
+    task = long / "task.yaml"
+    task.write_text(task.read_text().replace("finetune: {max_steps: 3,", "finetune: {max_steps: 500, epochs: 200,"))
+    running = submit_zip(server, long, tune=False).json()
+    queued = submit_zip(server, long, tune=False).json()
+
+    r = requests.post(f"{server}/api/runs/{queued['id']}/cancel", timeout=10)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    wait_for(lambda: "Pilot fine-tune" in run_state(server, running["id"])["stage"], 180, "the pilot fine-tune")
+    assert _job_processes(running["id"]), "the job runs in a process of its own"
+    t0 = time.monotonic()
+    r = requests.post(f"{server}/api/runs/{running['id']}/cancel", timeout=10)
+    assert r.status_code == 200 and r.json()["cancel_requested"]
+    done = wait_status(server, running["id"], ("cancelled", "failed", "complete"), 60)
+    assert done["status"] == "cancelled" and time.monotonic() - t0 < 45
+    assert [j["status"] for j in done["jobs"]] == ["cancelled"]
+    kept = requests.get(f"{server}/api/runs/{running['id']}/results", timeout=10).json()
+    assert {"prompt-zero-shot", "rag"} <= {c["name"] for c in kept["candidates"]}, "what was measured is kept"
+    assert kept["status"] == "interrupted"
+    wait_for(lambda: not _job_processes(running["id"]), 20, "the job's process to end")
+    q = run_state(server, queued["id"])
+    assert q["status"] == "cancelled" and q["started_at"] is None and [j["status"] for j in q["jobs"]] == ["cancelled"]
+    assert requests.post(f"{server}/api/runs/{queued['id']}/cancel", timeout=10).status_code == 409
+    assert requests.post(f"{server}/api/runs/999999/cancel", timeout=10).status_code == 404
