@@ -231,7 +231,8 @@ def _check_resolved(root: Path, task, task_rel: str) -> None:
 
 def relative_text(text: str, root: Path) -> str:
     """An error as the CLI prints it when run from the upload folder: no server paths in it."""
-    for prefix in sorted({str(root.resolve()), str(root), display_path(root)}, key=len, reverse=True):
+    prefixes = {str(root.resolve()), str(root), display_path(root)} - {".", ""}
+    for prefix in sorted(prefixes, key=len, reverse=True):
         text = text.replace(prefix + "/", "")
     return text
 

@@ -136,3 +136,50 @@ def test_cancel_a_queued_and_a_running_run(server, tmp_path):
     assert q["status"] == "cancelled" and q["started_at"] is None and [j["status"] for j in q["jobs"]] == ["cancelled"]
     assert requests.post(f"{server}/api/runs/{queued['id']}/cancel", timeout=10).status_code == 409
     assert requests.post(f"{server}/api/runs/999999/cancel", timeout=10).status_code == 404
+
+
+CORPUS = Path(__file__).resolve().parent / "bad_inputs"
+# Cases the service answers with its own rule (a task that leaves its upload folder) or never sees
+# the way the CLI does (no task.yaml at all): the service's line still names the file and the key.
+SERVICE_RULES = {"task-file-missing": "no task.yaml in the upload", "task-file-is-folder": "no task.yaml in the upload"}
+
+
+def _cli_line(folder: Path, monkeypatch, capsys) -> str:
+    from advisor.cli import main
+
+    monkeypatch.chdir(folder)
+    code = main(["validate", "task.yaml"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: "), err
+    return err.removeprefix("error: ")
+
+
+def test_the_bad_input_corpus_gets_the_cli_error_lines(server, tmp_path, monkeypatch, capsys):
+    """Every validate case of tests/bad_inputs/, uploaded as a zip: HTTP 422 with the exact line
+    `advise validate task.yaml` prints in that folder; where the CLI shows an absolute path inside
+    the task folder, the service shows it relative to the folder (no server paths in answers)."""
+    import shutil
+
+    import yaml
+
+    from service.uploads import relative_text
+
+    cases = yaml.safe_load((CORPUS / "cases.yaml").read_text(encoding="utf-8"))
+    before = len(requests.get(server + "/api/runs", timeout=10).json())
+    checked, wrong = 0, []
+    for name, case in sorted(cases.items()):
+        if case.get("command", "validate") != "validate" or case.get("arg", "task.yaml") != "task.yaml" \
+                or case.get("chmod") or case.get("xfail"):
+            continue
+        folder = tmp_path / name
+        shutil.copytree(CORPUS / name, folder)
+        r = submit_zip(server, folder)
+        assert r.status_code == 422, (name, r.status_code, r.text)
+        detail = r.json()["detail"]
+        expected = SERVICE_RULES.get(name) or relative_text(_cli_line(folder, monkeypatch, capsys), folder)
+        if expected not in detail or str(tmp_path) in detail or "/uploads/" in detail:
+            wrong.append(f"{name}: service {detail!r}, CLI {expected!r}")
+        checked += 1
+    assert wrong == []
+    assert checked >= 70
+    assert len(requests.get(server + "/api/runs", timeout=10).json()) == before, "nothing was queued"
