@@ -65,7 +65,7 @@ def run_page(request: Request, run=Depends(existing_run), _=Depends(require_read
     detail = run_detail(store, run)
     adapters = sorted({f.path.split("/")[1] for f in detail.files if f.path.startswith("adapters/")
                        and f.path.count("/") >= 2 and f.note is None})
-    downloads = [f for f in detail.files if not f.path.startswith("adapters/")]
+    downloads = [f for f in detail.files if not f.path.startswith("adapters/") and f.path != "report.html"]
     return _page(request, "run.html", run=detail, adapters=adapters, downloads=downloads,
                  has_report=any(f.path == "report.html" for f in detail.files), finished=run["status"] in TERMINAL)
 

@@ -207,6 +207,7 @@ function showDownloads(run) {
   if (hasReport) add(`/api/runs/${run.id}/report`, "report.html");
   const adapters = new Set();
   for (const f of run.files) {
+    if (f.path === "report.html") continue;
     if (f.path.startsWith("adapters/")) { if (!f.note && f.path.split("/").length > 2) adapters.add(f.path.split("/")[1]); continue; }
     if (f.note) add(null, f.path, `(${f.note})`);
     else add(`/api/runs/${run.id}/files/${f.path.split("/").map(encodeURIComponent).join("/")}`, f.path,
