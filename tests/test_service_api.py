@@ -183,3 +183,53 @@ def test_the_bad_input_corpus_gets_the_cli_error_lines(server, tmp_path, monkeyp
     assert wrong == []
     assert checked >= 70
     assert len(requests.get(server + "/api/runs", timeout=10).json()) == before, "nothing was queued"
+
+
+SWEEP = """\
+tune:
+  methods: [lora]
+  n_trials: 2
+  max_steps: 2
+  eval_every: 2
+  pruner: none
+  max_seq_length: 48
+  latency_queries: 1
+  search:
+    batch_size: {choices: [4]}
+    epochs: {choices: [1.0]}
+"""
+
+
+def test_a_cancelled_sweep_is_continued_by_re_run(server, tmp_path):
+    """Re-run of an unfinished run continues its study: finished trials are kept, the interrupted
+    one runs again, and the study ends at tune.n_trials with no trial run twice."""
+    folder = write_task(tmp_path / "sweep", corpus=False, extra=SWEEP).parent
+    first = submit_zip(server, folder, mode="tune").json()
+
+    def second_trial_started():
+        events = requests.get(f"{server}/api/runs/{first['id']}/progress", timeout=10).json()
+        trials = [e["data"]["description"] for e in events if e["kind"] == "task"
+                  and e["data"]["description"].startswith("Trial ")]
+        return len(trials) >= 2
+    wait_for(second_trial_started, 180, "the sweep's second trial")
+    requests.post(f"{server}/api/runs/{first['id']}/cancel", timeout=10)
+    cancelled = wait_status(server, first["id"], ("cancelled", "complete", "failed"), 60)
+    assert cancelled["status"] == "cancelled"
+
+    r = requests.post(f"{server}/api/runs/{first['id']}/rerun", timeout=10)
+    assert r.status_code == 201
+    second = r.json()
+    assert second["resumes"] == first["id"] and second["study_name"] == first["study_name"]
+    done = wait_status(server, second["id"], ("complete", "failed", "cancelled"), 240)
+    assert done["status"] == "complete", done
+
+    trials = requests.get(f"{server}/api/runs/{second['id']}/trials", timeout=10).json()  # live, from Optuna
+    states = [t["state"] for t in trials]
+    assert sorted(t["number"] for t in trials) == list(range(len(trials)))
+    assert states.count("complete") + states.count("pruned") == 2, states
+    interrupted = [t for t in trials if t["state"] == "failed"]
+    assert len(interrupted) == 1, states
+    again = [t for t in trials if t["retry_of"] == interrupted[0]["number"]]
+    assert len(again) == 1 and again[0]["params"] == interrupted[0]["params"], "the interrupted trial ran again, once"
+    results = requests.get(f"{server}/api/runs/{second['id']}/results", timeout=10).json()
+    assert len(results["study"]["trials"]) == len(trials)

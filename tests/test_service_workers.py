@@ -28,13 +28,13 @@ from tuner.storage import driver_url
 pytestmark = [pytest.mark.service, pytest.mark.postgres, pytest.mark.redis]
 POSTGRES = os.environ.get("ADVISE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("ADVISE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-N_TRIALS = 6
+N_TRIALS = 5
 TUNE = f"""\
 tune:
   methods: [lora, ia3]
   n_trials: {N_TRIALS}
-  max_steps: 6
-  eval_every: 3
+  max_steps: 4
+  eval_every: 2
   pruner: none
   max_seq_length: 48
   latency_queries: 1
