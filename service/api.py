@@ -252,10 +252,13 @@ def _last_event_id(request: Request) -> int:
 
 
 @router.get("/events", response_class=EventSourceResponse, summary="Server-sent events: `run` whenever any run changes")
-async def all_events(request: Request, _=Depends(require_read)):
+async def all_events(request: Request, since: Annotated[float | None, Query(ge=0, le=1e11, description=(
+        "send runs changed after this time (a run's `updated_at`); default: from now on"))] = None,
+                     _=Depends(require_read)):
     store = request.app.state.store
-    rows = await anyio.to_thread.run_sync(lambda: store.runs(limit=1))
-    since = max((r["updated_at"] for r in rows), default=0.0)
+    if since is None:
+        rows = await anyio.to_thread.run_sync(lambda: store.runs(limit=1))
+        since = max((r["updated_at"] for r in rows), default=0.0)
     while True:
         changed = await anyio.to_thread.run_sync(lambda: store.runs(limit=200, since=since))
         for row in reversed(changed):

@@ -90,7 +90,10 @@ def settle(store: Store, queue, run_id: int) -> None:
     jobs = store.jobs(run_id)
     if any(j["status"] in ACTIVE for j in jobs) or not jobs:
         return
-    shared = run["workers"] > 1 and run["has_study"] and not run["cancel_requested"]
+    # Several workers on one study, and at least one of them got through: the study holds more than
+    # any one job's results.json, so a last job rebuilds it (and the report) from the study.
+    shared = run["workers"] > 1 and run["has_study"] and not run["cancel_requested"] and \
+        any(j["status"] == "complete" for j in jobs)
     if shared and not any(j["role"] == "finalize" for j in jobs):
         if store.claim_flag(run_id, "finalize_queued"):
             store.update_run(run_id, stage="finalizing: results from the whole study")

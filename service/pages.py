@@ -37,8 +37,9 @@ def _page(request: Request, name: str, status: int = 200, **context) -> HTMLResp
 
 @router.get("/", response_class=HTMLResponse)
 def runs_page(request: Request, _=Depends(require_read)):
-    rows = [run_out(r) for r in request.app.state.store.runs(limit=200)]
-    return _page(request, "runs.html", runs=rows, error=None)
+    rows = request.app.state.store.runs(limit=200)
+    since = max((r["updated_at"] for r in rows), default=0.0)
+    return _page(request, "runs.html", runs=[run_out(r) for r in rows], error=None, since=since)
 
 
 @router.post("/submit")
@@ -55,7 +56,7 @@ def submit_form(request: Request, files: Annotated[list[UploadFile], File()],
     except (UploadError, AdviseError) as e:
         message = e.message if isinstance(e, UploadError) else e.one_line()
         rows = [run_out(r) for r in request.app.state.store.runs(limit=200)]
-        return _page(request, "runs.html", status=getattr(e, "status", 422), runs=rows, error=message)
+        return _page(request, "runs.html", status=getattr(e, "status", 422), runs=rows, error=message, since=None)
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
 

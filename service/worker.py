@@ -25,7 +25,7 @@ from pathlib import Path
 
 from service import lifecycle
 from service.sync import FileSync
-from service.uploads import unpack_bundle
+from service.uploads import safe_name, unpack_bundle
 
 log = logging.getLogger("advise.service")
 STOP_GRACE_S = 30  # after SIGINT, the child may save what it measured for this long
@@ -99,7 +99,7 @@ def _seed_files(ctx: WorkerContext, run: dict, job: dict, run_dir: Path) -> None
         if f["path"] == "results.json" or (adapters and f["path"].startswith("adapters/")):
             content = store.file(source, f["path"])
             if content is not None:
-                target = run_dir / f["path"]
+                target = run_dir / safe_name(f["path"])
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(content)
 

@@ -59,7 +59,8 @@ function runRow(run) {
 
 function runsPage() {
   const body = $("#runs tbody");
-  const source = new EventSource("/api/events");
+  const since = document.body.dataset.since;
+  const source = new EventSource("/api/events" + (since ? `?since=${since}` : ""));
   liveIndicator(source);
   source.addEventListener("run", (ev) => {
     const run = JSON.parse(ev.data);
