@@ -65,6 +65,9 @@ def _start_dashboard(settings: Settings):
     """optuna-dashboard on the studies' storage, on loopback (it has no login of its own)."""
     if not settings.dashboard_port:
         return None
+    from service.sweep import open_studies
+
+    open_studies(settings.study_storage)  # the dashboard does not create Optuna's tables itself
     code = ("import sys, optuna_dashboard; from tuner.storage import driver_url; "
             "optuna_dashboard.run_server(driver_url(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]))")
     return subprocess.Popen([sys.executable, "-c", code, settings.study_storage, str(settings.dashboard_port)],

@@ -43,7 +43,7 @@ def runs_page(request: Request, _=Depends(require_read)):
 
 
 @router.post("/submit")
-def submit_form(request: Request, files: Annotated[list[UploadFile], File()],
+def submit_form(request: Request, files: Annotated[list[UploadFile] | None, File()] = None,
                 task: Annotated[str | None, Form(max_length=1000)] = None,
                 mode: Annotated[str, Form(pattern="^(run|tune)$")] = "run",
                 tune: Annotated[bool, Form()] = False, workers: Annotated[int, Form(ge=1, le=16)] = 1,
@@ -51,7 +51,7 @@ def submit_form(request: Request, files: Annotated[list[UploadFile], File()],
     """The form's submission (the page's script posts the same fields to /api/runs instead)."""
     name = user.name if user.secret else (submitter or "local")
     try:
-        run_id = submit_upload(request.app.state, [(f.filename or "", f.file) for f in files], task=task or None,
+        run_id = submit_upload(request.app.state, [(f.filename or "", f.file) for f in files or []], task=task or None,
                                mode=mode, tune=tune, workers=workers, submitter=name)
     except (UploadError, AdviseError) as e:
         message = e.message if isinstance(e, UploadError) else e.one_line()

@@ -15,8 +15,9 @@ _lock = threading.Lock()
 _storages: dict[str, object] = {}
 
 
-def _storage(url: str):
-    """One Optuna storage per URL for the process (reading only: no heartbeat)."""
+def open_studies(url: str):
+    """One Optuna storage per URL for the process (reading only: no heartbeat); creates Optuna's
+    tables in a new database."""
     from optuna.storages import RDBStorage
 
     from tuner.storage import driver_url
@@ -32,7 +33,7 @@ def live_trials(url: str, study_name: str) -> list | None:
     """The study's trials (``foundation.results.Trial``, Pareto front marked), or None before it exists."""
     from tuner.summary import pareto_front, result_trial
 
-    storage = _storage(url)
+    storage = open_studies(url)
     try:
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError:
@@ -82,7 +83,7 @@ def dashboard_link(settings, study_name: str) -> dict | None:
 
     if settings.dashboard_url:
         try:
-            study_id = _storage(settings.study_storage).get_study_id_from_name(study_name)
+            study_id = open_studies(settings.study_storage).get_study_id_from_name(study_name)
         except KeyError:
             return None
         return {"url": f"{settings.dashboard_url.rstrip('/')}/dashboard/studies/{study_id}", "command": None}

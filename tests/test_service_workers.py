@@ -9,7 +9,9 @@ when PostgreSQL (``ADVISE_TEST_POSTGRES``) or Redis (``ADVISE_TEST_REDIS``) cann
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import signal
 import time
 import uuid
@@ -22,7 +24,7 @@ import pytest
 import requests
 
 from conftest import write_task
-from conftest_service import run_state, serve, submit_zip, wait_for, wait_status, worker
+from conftest_service import free_port, run_state, serve, submit_zip, wait_for, wait_status, worker
 from tuner.storage import driver_url
 
 pytestmark = [pytest.mark.service, pytest.mark.postgres, pytest.mark.redis]
@@ -105,7 +107,8 @@ def _in_second_trial(url: str, run_id: int, job_id: int) -> bool:
 def test_two_workers_share_a_sweep_and_recover_from_a_kill(tmp_path, schema_url, queue_url):
     folder = write_task(tmp_path / "task", extra=TUNE).parent
     team = ("--db", schema_url, "--queue", queue_url)
-    with serve(tmp_path / "server", *team, "--workers", "0") as url, \
+    dashboard = ("--dashboard-port", str(free_port())) if importlib.util.find_spec("optuna_dashboard") else ()
+    with serve(tmp_path / "server", *team, "--workers", "0", *dashboard) as url, \
             worker(tmp_path / "a", *team) as a, worker(tmp_path / "b", *team) as b:
         r = submit_zip(url, folder, mode="tune", workers=2)
         assert r.status_code == 201, r.text
@@ -157,3 +160,9 @@ def test_two_workers_share_a_sweep_and_recover_from_a_kill(tmp_path, schema_url,
         assert len(live) == len(trials)
         sweep = requests.get(f"{url}/runs/{run_id}/sweep", timeout=10)
         assert sweep.status_code == 200 and "Pareto front" in sweep.text
+        if dashboard:  # optuna-dashboard on the same PostgreSQL storage, linked from the sweep page
+            link = re.search(r'href="(http://127\.0\.0\.1:\d+/dashboard/studies/\d+)"', sweep.text).group(1)
+            assert requests.get(link, timeout=10).status_code == 200
+            api = link.replace("/dashboard/studies/", "/api/studies/")
+            assert len(wait_for(lambda: requests.get(api, timeout=10).json().get("trials"), 30, "the dashboard")) == \
+                len(trials)
