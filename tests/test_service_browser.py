@@ -1,13 +1,16 @@
 """The service in a real headless Chromium: open the runs page, submit the scaffold task
 (``advise init``, switched to the tiny model and a few steps) through the form's folder picker,
 watch the status change live on the run page and on the runs page (no reload), open the report.
-Screenshots: ``docs/service-runs.png`` and ``docs/service-run.png`` (refreshed by this test).
+Screenshots go to ``test-artifacts/``; with ``ADVISE_UPDATE_SCREENSHOTS=1`` they also replace
+``docs/service-runs.png`` and ``docs/service-run.png``.
 
 Needs Debian's ``chromium`` and ``websocket-client``; skipped cleanly without them.
 """
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("websocket") is None,
                        reason="websocket-client is not installed (pip install websocket-client)"),
 ]
+SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SMALL = {"model: default ": "model: tiny-random ", "device: auto ": "device: cpu  ",
          "max_new_tokens: 24": "max_new_tokens: 6\n  batch_size: 4\n  latency_queries: 2",
@@ -109,7 +113,7 @@ def test_submit_the_scaffold_through_the_form_and_watch_it_live(tmp_path):
         headline = _js(form, "document.querySelector('#verdict .headline').textContent")
         assert headline
         time.sleep(1.0)
-        _screenshot(form, DOCS / "service-run.png", 1280, min(int(_js(form, "document.body.scrollHeight")), 2600))
+        _screenshot(form, SHOTS / "service-run.png", 1280, min(int(_js(form, "document.body.scrollHeight")), 2600))
         assert _page_problems(form) == []
         mark("run page checked")
 
@@ -120,7 +124,7 @@ def test_submit_the_scaffold_through_the_form_and_watch_it_live(tmp_path):
         assert _js(runs, "window.__noReload") == "runs", "the runs page updated without reloading"
         assert _js(runs, f"document.querySelector('#run-{run_id} [data-f=headline]').textContent") == headline
         runs.call("Page.bringToFront")  # a background tab draws no frames to capture
-        _screenshot(runs, DOCS / "service-runs.png", 1280, 640)
+        _screenshot(runs, SHOTS / "service-runs.png", 1280, 640)
         assert _page_problems(runs) == []
         mark("runs page checked")
 
@@ -129,4 +133,6 @@ def test_submit_the_scaffold_through_the_form_and_watch_it_live(tmp_path):
         assert _js(form, "document.title") == "advise: my-task"
         assert headline.split(":")[0] in _js(form, "document.body.innerText")
     for shot in ("service-runs.png", "service-run.png"):
-        assert (DOCS / shot).stat().st_size > 20_000
+        assert (SHOTS / shot).stat().st_size > 20_000
+        if os.environ.get("ADVISE_UPDATE_SCREENSHOTS") == "1":
+            shutil.copyfile(SHOTS / shot, DOCS / shot)
