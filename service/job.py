@@ -171,8 +171,20 @@ def _check_complete(results, task, emit: Emitter) -> int:
     return 3
 
 
-def _watch_parent() -> None:
-    """Exit when the worker that started this process is gone (where PR_SET_PDEATHSIG is missing)."""
+def _die_with_parent() -> None:
+    """Be killed when the worker that started this process dies, even by SIGKILL: Linux's
+    PR_SET_PDEATHSIG, checked against a worker that died before it was set; elsewhere a thread
+    that watches for the parent to change."""
+    import ctypes
+    import signal
+
+    expected = int(os.environ.get("ADVISE_PARENT_PID", "0") or 0)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if expected and os.getppid() != expected:
+        os._exit(137)
     parent = os.getppid()
 
     def watch():
@@ -189,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     fd = os.environ.get("ADVISE_EVENTS_FD")
     emit = Emitter(int(fd) if fd else None)
-    _watch_parent()
+    _die_with_parent()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return run_role(spec, emit)

@@ -72,13 +72,16 @@ def safe_name(name: str) -> str:
 
 def _copy(src, target: Path, budget: list[int], name: str) -> None:
     """Copy a stream, counting bytes against the unpacked budget (zip headers may lie)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "wb") as out:
-        while chunk := src.read(1 << 20):
-            budget[0] -= len(chunk)
-            if budget[0] < 0:
-                raise UploadError(f"{name}: the upload is larger than the server's unpacked limit", status=413)
-            out.write(chunk)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "xb") as out:
+            while chunk := src.read(1 << 20):
+                budget[0] -= len(chunk)
+                if budget[0] < 0:
+                    raise UploadError(f"{name}: the upload is larger than the server's unpacked limit", status=413)
+                out.write(chunk)
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:
+        raise UploadError(f"{name}: clashes with another file or folder of the upload ({e.strerror})") from None
 
 
 def save_files(files: list[tuple[str, object]], root: Path, limits) -> list[str]:

@@ -5,12 +5,11 @@ While the child runs, this thread writes the job's heartbeat, relays the child's
 to the database, uploads the files of the run directory that changed (results.json is rewritten
 after every stage, so what was measured is in the database as soon as it exists), and stops the
 child when the run is cancelled or the worker is stopping. The child dies with its worker
-(``PR_SET_PDEATHSIG``), so a ``kill -9`` of the worker leaves no orphan training on: the job's
-heartbeat lapses and the reaper fails it.
+(``PR_SET_PDEATHSIG``, set by ``service.job`` itself), so a ``kill -9`` of the worker leaves no
+orphan training on: the job's heartbeat lapses and the reaper fails it.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -38,13 +37,6 @@ class WorkerContext:
     queue: object
     stopping: threading.Event = field(default_factory=threading.Event)
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: the child's own watchdog (service.job) notices the parent is gone
 
 
 def run_job(ctx: WorkerContext, job_id: int) -> None:
@@ -119,8 +111,9 @@ def _run(ctx: WorkerContext, job: dict, run: dict) -> tuple[str, str | None, int
     with open(log_path, "wb") as log_file:
         child = subprocess.Popen([sys.executable, "-m", "service.job", str(spec_path)], stdin=subprocess.DEVNULL,
                                  stdout=log_file, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-                                 env={**os.environ, "ADVISE_EVENTS_FD": str(write_fd), "PYTHONUNBUFFERED": "1"},
-                                 preexec_fn=_die_with_parent, start_new_session=True, cwd=str(job_dir))
+                                 env={**os.environ, "ADVISE_EVENTS_FD": str(write_fd), "PYTHONUNBUFFERED": "1",
+                                      "ADVISE_PARENT_PID": str(os.getpid())},
+                                 start_new_session=True, cwd=str(job_dir))
     os.close(write_fd)
     relay = _Relay(ctx, job, run, read_fd)
     relay.start()

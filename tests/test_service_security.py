@@ -65,6 +65,13 @@ def test_size_and_count_limits(tmp_path):
         unpack_zip(io.BytesIO(b"PK\x03\x04 not really"), tmp_path / "d", LIMITS)
 
 
+def test_a_file_and_a_folder_of_one_name_are_refused(tmp_path):
+    with pytest.raises(UploadError, match="clashes"):
+        save_files([("a", io.BytesIO(b"x")), ("a/b", io.BytesIO(b"y"))], tmp_path / "one", LIMITS)
+    with pytest.raises(UploadError, match="clashes"):
+        unpack_zip(_zip({"a/b": b"y", "a": b"x"}), tmp_path / "two", LIMITS)
+
+
 def test_names_are_normalised_and_the_task_file_found():
     assert safe_name("./data//train.jsonl") == "data/train.jsonl"
     assert find_task(Path("."), ["t/task.yaml", "t/data/a.jsonl"], None) == "t/task.yaml"
