@@ -10,6 +10,7 @@ import io
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -86,32 +87,44 @@ def submit(task_file: Path, server: str, *, token: str | None = None, mode: str 
         return json.load(r)
 
 
-def follow(server: str, run_id: int, token: str | None, echo) -> dict:
-    """Read the run's events until it ends, echoing stages; returns the run as it finished."""
-    url = f"{server.rstrip('/')}/api/runs/{run_id}/events"
-    last_run, event, stage = None, None, None
+def follow(server: str, run_id: int, token: str | None, echo, reconnects: int = 20) -> dict:
+    """Read the run's events until it ends, echoing stages; returns the run as it finished.
+    A dropped stream (a proxy's timeout, a server restart) is picked up where it stopped."""
+    base = server.rstrip("/")
+    state = {"last": 0, "run": None, "stage": None}
+    for _ in range(reconnects):
+        try:
+            if _read_stream(f"{base}/api/runs/{run_id}/events?after={state['last']}", token, echo, state):
+                break
+        except (OSError, ValueError):  # the connection dropped mid-stream
+            pass
+        time.sleep(2)
+    with _request(f"{base}/api/runs/{run_id}", token) as r:
+        return json.load(r)
+
+
+def _read_stream(url: str, token: str | None, echo, state: dict) -> bool:
+    """One connection to a run's event stream; True once the run has ended."""
+    event = None
     with _request(url, token, accept="text/event-stream", timeout=3600) as stream:
         for raw in stream:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if line.startswith("event:"):
                 event = line[6:].strip()
+            elif line.startswith("id:") and line[3:].strip().isdigit():
+                state["last"] = int(line[3:].strip())
             elif line.startswith("data:") and event:
                 data = json.loads(line[5:].strip())
-                if event == "run":
-                    last_run = data
-                    if data["stage"] != stage:
-                        stage = data["stage"]
-                        echo(f"run {run_id}: {data['status']}: {stage}")
+                if event == "run" and data["stage"] != state["stage"]:
+                    state["stage"] = data["stage"]
+                    echo(f"run {data['id']}: {data['status']}: {data['stage']}")
                 elif event in ("log", "failure"):
                     echo(("error: " if event == "failure" else "") + data.get("message", ""))
                 elif event == "end":
-                    break
+                    return True
             elif not line:
                 event = None
-    if last_run is None or last_run["status"] not in ("complete", "failed", "cancelled"):
-        with _request(f"{server.rstrip('/')}/api/runs/{run_id}", token) as r:
-            last_run = json.load(r)
-    return last_run
+    return False
 
 
 def print_outcome(run: dict, server: str, echo=print) -> int:
