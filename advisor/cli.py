@@ -137,6 +137,78 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory with a fini
     typer.echo(f"wrote {path}")
 
 
+# ---------------------------------------------------------------- the service (service/)
+_DB_HELP = "State and Optuna studies: postgresql://user@host/db for a team (default: SQLite in --data-dir)."
+_QUEUE_HELP = "Job queue: redis://host:6379/0 for a team (default: SQLite in --data-dir)."
+_DATA_HELP = "Where uploads, job folders and the SQLite files live (default: $ADVISE_DATA or ~/.local/share/advise)."
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; not loopback needs --tokens."),
+          port: int = typer.Option(8000, "--port"),
+          db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
+          queue: Optional[str] = typer.Option(None, "--queue", help=_QUEUE_HELP),
+          data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+          workers: Optional[int] = typer.Option(None, "--workers", min=0,
+                                                help="Local worker pool (default: 1 embedded, 0 with --queue)."),
+          tokens: Optional[Path] = typer.Option(None, "--tokens", help="API tokens, lines `<read|submit> <name> <token>`."),
+          allow_remote_code: bool = typer.Option(False, "--allow-remote-code", help="Accept trust_remote_code: true."),
+          max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help="Largest submission (default 100)."),
+          heartbeat: Optional[float] = typer.Option(None, "--heartbeat", help="Seconds between job heartbeats (10)."),
+          dashboard_port: Optional[int] = typer.Option(None, "--dashboard-port",
+                                                       help="Start optuna-dashboard on loopback at this port."),
+          dashboard_url: Optional[str] = typer.Option(None, "--dashboard-url", help="Link sweeps to this optuna-dashboard.")):
+    """Web app and JSON API: submit tasks, watch runs and sweeps live, read verdicts and reports."""
+    from service.app import serve as run_server
+    from service.settings import make_settings
+
+    run_server(make_settings(host=host, port=port, db=db, queue=queue, data_dir=data_dir, workers=workers,
+                             tokens=tokens, allow_remote_code=allow_remote_code, upload_mb=max_upload_mb,
+                             heartbeat_s=heartbeat, dashboard_port=dashboard_port, dashboard_url=dashboard_url))
+
+
+@app.command()
+def worker(db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
+           queue: Optional[str] = typer.Option(None, "--queue", help=_QUEUE_HELP),
+           data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+           jobs: int = typer.Option(1, "--jobs", min=1, help="Jobs run at the same time (each in its own process)."),
+           allow_remote_code: bool = typer.Option(False, "--allow-remote-code"),
+           heartbeat: Optional[float] = typer.Option(None, "--heartbeat", help="Seconds between job heartbeats (10).")):
+    """Take jobs from the service's queue (on each GPU machine, with the server's --db and --queue)."""
+    from service.app import work
+    from service.settings import make_settings
+
+    work(make_settings(db=db, queue=queue, data_dir=data_dir, allow_remote_code=allow_remote_code,
+                       heartbeat_s=heartbeat), workers=jobs)
+
+
+@app.command()
+def submit(task_file: Path = typer.Argument(..., help="task.yaml; its folder is sent (without its runs)."),
+           server: str = typer.Option(..., "--server", envvar="ADVISE_SERVER", help="e.g. http://127.0.0.1:8000"),
+           wait: bool = typer.Option(False, "--wait", help="Follow the run; exit 0 when it completes, 1 if not."),
+           token: Optional[str] = typer.Option(None, "--token", envvar="ADVISE_TOKEN", help="A submit token."),
+           mode: str = typer.Option("run", "--mode", help="run (advise run) or tune (advise tune)."),
+           no_tune: bool = typer.Option(False, "--no-tune", help="Stop after the verdict even if fine-tuning wins."),
+           workers: int = typer.Option(1, "--workers", min=1, max=16, help="Workers sharing the study."),
+           json_out: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout.")):
+    """Submit a task to an `advise serve` and, with --wait, follow it to its verdict."""
+    import json
+
+    from service import client
+
+    if mode not in ("run", "tune"):
+        raise AdviseError(f"expected run or tune, got {mode!r}", where="--mode")
+    run = client.submit(task_file, server, token=token, mode=mode, tune=not no_tune, workers=workers)
+    client.stderr(f"submitted run {run['id']}: {server.rstrip('/')}{run['url']}")
+    code = 0
+    if wait:
+        run = client.follow(server, run["id"], token, client.stderr)
+        code = client.print_outcome(run, server, client.stderr)
+    if json_out:
+        typer.echo(json.dumps(run, indent=2))
+    raise typer.Exit(code)
+
+
 def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
     """(usage-error types, abort types) of every click the installed typer may raise from: its own
     bundled copy (typer ≥ 0.24 ships ``typer._click``) and the ``click`` package."""

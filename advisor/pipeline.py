@@ -76,12 +76,12 @@ def _run(checked, progress: Progress, tune: bool, load_data: float) -> Results:
 
 
 def tune_task(task, *, progress: Progress = QUIET, resume: bool = False, storage: str | None = None,
-              n_trials: int | None = None) -> Results:
+              n_trials: int | None = None, study_name: str | None = None) -> Results:
     """``advise tune``: load the data, run (or resume, or join) the study, save results.json.
 
     An existing ``runs/<name>/results.json`` (from ``advise run``) keeps its baselines and
     verdict and gains the study, starting from its pilot; otherwise a results file with the
-    study alone is written.
+    study alone is written. ``study_name`` names the study in its storage (default: the task's name).
     """
     from advisor.tasks import check_task
     from tuner.storage import check_storage_url
@@ -107,7 +107,7 @@ def _tune(task, splits, progress: Progress, resume: bool, storage: str | None, n
         results = new_results(task, pick_device(task.device), splits.stats)
     t0 = time.perf_counter()
     results.study = run_study(task, splits, run_dir=run_dir, progress=progress, pilot=results.finetuned_config(),
-                              storage=storage, n_trials=n_trials, resume=resume)
+                              storage=storage, n_trials=n_trials, resume=resume, study_name=study_name)
     results.timings["tune"] = time.perf_counter() - t0
     results.status = "complete" if results.study.status == "complete" else "interrupted"
     save_results(results, run_dir)

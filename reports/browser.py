@@ -11,6 +11,7 @@ Needs Debian's ``chromium`` (``apt-get install chromium``) and ``pip install web
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -182,6 +183,51 @@ def check_report(path: str | Path, *, screenshot: str | Path | None = None, widt
             if proc.stderr:
                 proc.stderr.close()
     return result
+
+
+@contextlib.contextmanager
+def browser(*, width: int = 1280, height: int = 900, chromium: str | None = None):
+    """A fresh headless Chromium; yields ``open_page(url) -> _DevTools`` (a new tab each call).
+
+    For pages that are driven, not just looked at (the service's browser test)."""
+    import urllib.request
+
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise RuntimeError("no chromium found; apt-get install chromium")
+    with tempfile.TemporaryDirectory(prefix="advise-chromium-") as profile:
+        proc = subprocess.Popen([chromium, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                                 "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        tabs: list[_DevTools] = []
+        try:
+            port = _devtools_port(Path(profile), proc)
+
+            def open_page(url: str) -> _DevTools:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT")
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    target = json.load(r)
+                tools = _DevTools(target["webSocketDebuggerUrl"])
+                tabs.append(tools)
+                for domain in ("Page", "Runtime", "Log", "Network", "DOM"):
+                    tools.call(f"{domain}.enable")
+                tools.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                           mobile=width < 700)
+                tools.call("Page.navigate", url=url)
+                tools.pump(30, until="Page.loadEventFired")
+                return tools
+
+            yield open_page
+        finally:
+            for tools in tabs:
+                tools.close()
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
 
 
 def _screenshot(tools, out: Path, width: int, height: int) -> Path:

@@ -128,7 +128,8 @@ def _fix_methods(study, methods, excluded, notes) -> list[str]:
     return stored
 
 
-def _open_study(task, run_dir: Path, storage: str | None, resume: bool, notes: list[str]):
+def _open_study(task, run_dir: Path, storage: str | None, resume: bool, notes: list[str],
+                study_name: str | None = None):
     import optuna
 
     explicit = storage or task.tune.storage
@@ -137,7 +138,7 @@ def _open_study(task, run_dir: Path, storage: str | None, resume: bool, notes: l
         os.replace(run_dir / "study.db", run_dir / "study.db.prev")
         notes.append("a previous study.db was moved to study.db.prev (use --resume to continue a study)")
     pruner, pruner_text = make_pruner(task.tune)
-    study = optuna.create_study(study_name=task.name, storage=open_storage(url, task.tune), direction="maximize",
+    study = optuna.create_study(study_name=study_name or task.name, storage=open_storage(url, task.tune), direction="maximize",
                                 load_if_exists=True, pruner=pruner)
     return study, url, bool(explicit), pruner_text
 
@@ -224,13 +225,15 @@ def _optimize(study, ctx: TrialContext, n_trials: int | None, progress) -> tuple
 
 def run_study(task, splits, *, run_dir: Path, progress=QUIET, pilot: TrialConfig | None = None,
               storage: str | None = None, n_trials: int | None = None, resume: bool = False,
-              enqueue: list[dict] | None = None) -> Study:
+              enqueue: list[dict] | None = None, study_name: str | None = None) -> Study:
     """Run (or resume, or join) the study for ``task``; returns the summary stored in results.json.
 
     ``n_trials`` caps this worker's trials (``advise tune --n-trials``); the study as a whole
     stops at ``tune.n_trials`` finished or pruned trials, ``tune.timeout_s`` or ``tune.budget_usd``.
     A fresh study runs the ``pilot`` configuration first, then the ``enqueue`` configurations
     (clean parameters, e.g. ``{"method": "lora", "learning_rate": 1e-6}``), then sampled ones.
+    ``study_name`` names the study in its storage (default: the task's name); the service gives
+    each run its own, so many runs can share one storage.
     """
     import optuna
 
@@ -241,7 +244,7 @@ def run_study(task, splits, *, run_dir: Path, progress=QUIET, pilot: TrialConfig
     kit, methods, excluded = _worker(task, splits, run_dir, progress)
 
     notes: list[str] = []
-    study, url, shared, pruner_text = _open_study(task, run_dir, storage, resume, notes)
+    study, url, shared, pruner_text = _open_study(task, run_dir, storage, resume, notes, study_name)
     stored = _fix_methods(study, methods, excluded, notes)
     check_same_search(study, task.tune, url, task.source_path)
     space = SearchSpace([METHODS[name] for name in stored], task.tune.search)

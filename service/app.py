@@ -1,0 +1,129 @@
+"""The web app: FastAPI with the JSON API, the pages, the reaper, and (embedded) a local worker pool.
+
+``create_app(settings)`` builds it; ``serve(settings)`` runs it with uvicorn; ``work(settings)``
+is ``advise worker``: huey's consumer on the same queue, no web app.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from service import api, lifecycle, pages
+from service.auth import guard
+from service.queue import Queue, make_consumer
+from service.settings import Settings, check_bind, check_urls
+from service.store import Store
+from service.worker import WorkerContext, run_job
+
+log = logging.getLogger("advise.service")
+HERE = Path(__file__).parent
+
+
+async def _reaper(store: Store, queue: Queue, every: float) -> None:
+    """Fail jobs whose worker stopped beating, even when no worker is left to notice."""
+    while True:
+        try:
+            await anyio.to_thread.run_sync(lifecycle.reap, store, queue)
+        except Exception:  # a database hiccup: try again next time
+            log.exception("the reaper failed")
+        await asyncio.sleep(every)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    settings, store, queue = app.state.settings, app.state.store, app.state.queue
+    ctx = WorkerContext(settings, store, queue)
+    consumer = None
+    if settings.local_workers > 0:
+        queue.runner = lambda job_id: run_job(ctx, job_id)
+        consumer = make_consumer(queue, settings.local_workers, ctx.stopping, handle_signals=False)
+        consumer.start()
+    reaper = asyncio.create_task(_reaper(store, queue, settings.heartbeat_s))
+    dashboard = _start_dashboard(settings)
+    try:
+        yield
+    finally:
+        ctx.stopping.set()
+        reaper.cancel()
+        if consumer is not None:
+            await anyio.to_thread.run_sync(lambda: consumer.stop(graceful=True))
+        if dashboard is not None:
+            dashboard.terminate()
+            dashboard.wait(timeout=10)
+        store.close()
+
+
+def _start_dashboard(settings: Settings):
+    """optuna-dashboard on the studies' storage, on loopback (it has no login of its own)."""
+    if not settings.dashboard_port:
+        return None
+    from service.sweep import open_studies
+
+    open_studies(settings.study_storage)  # the dashboard does not create Optuna's tables itself
+    code = ("import sys, optuna_dashboard; from tuner.storage import driver_url; "
+            "optuna_dashboard.run_server(driver_url(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]))")
+    return subprocess.Popen([sys.executable, "-c", code, settings.study_storage, str(settings.dashboard_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    from advisor import __version__
+
+    check_urls(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.dashboard_port and not settings.dashboard_url:
+        settings.dashboard_url = f"http://127.0.0.1:{settings.dashboard_port}"
+    app = FastAPI(title="advise", version=__version__, lifespan=_lifespan,
+                  description="Submit tasks, follow runs and sweeps, read verdicts and reports. "
+                              "Authenticate with `Authorization: Bearer <token>` when the server has tokens.",
+                  openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
+                  max_body_size=int(settings.limits.upload_mb * 2**20),
+                  form_limits={"max_files": settings.limits.files + 1, "max_fields": 50, "max_part_size": 1 << 20})
+    app.state.settings = settings
+    app.state.store = Store(settings.db_url)
+    app.state.queue = Queue(settings)
+    app.middleware("http")(guard)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """``advise serve``: the app on ``settings.host:port`` until Ctrl-C."""
+    import uvicorn
+
+    check_bind(settings)
+    app = create_app(settings)
+    where = "embedded (SQLite)" if settings.db is None else "shared database"
+    print(f"advise serve: http://{_url_host(settings.host)}:{settings.port}  state: {where}, data: {settings.data_dir}, "
+          f"local workers: {settings.local_workers}{', tokens required' if settings.tokens else ''}", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=5,
+                proxy_headers=False)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def work(settings: Settings, workers: int = 1) -> None:
+    """``advise worker``: take jobs from the queue until Ctrl-C (which stops the running jobs cleanly)."""
+    check_urls(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("huey").setLevel(logging.WARNING)
+    store, queue = Store(settings.db_url), Queue(settings)
+    ctx = WorkerContext(settings, store, queue)
+    queue.runner = lambda job_id: run_job(ctx, job_id)
+    lifecycle.reap(store, queue)
+    log.info("advise worker %s: %d job(s) at a time, data in %s", ctx.name, workers, settings.data_dir)
+    make_consumer(queue, workers, ctx.stopping, handle_signals=True).run()
+    store.close()

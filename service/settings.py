@@ -1,0 +1,159 @@
+"""What a server or a worker is started with, and the checks made before anything starts.
+
+Embedded default: everything under one data directory (``advise.db`` for the state and the
+studies, ``queue.db`` for the queue). A team gives ``--db postgresql://…`` (state and Optuna
+studies) and ``--queue redis://…``; servers and workers must then be given the same two URLs.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from foundation.errors import AdviseError
+
+ROLES = ("read", "submit")
+
+
+@dataclass(frozen=True)
+class Token:
+    name: str  # who: shown as the submitter of runs started with this token
+    role: str  # read (pages and API, read-only) or submit (also submit, cancel, re-run)
+    secret: str
+
+
+@dataclass
+class Limits:
+    upload_mb: float = 100.0  # request body of one submission
+    files: int = 2000  # files in one submission (form files, or zip entries)
+    unpacked_mb: float = 500.0  # a zip's contents once unpacked
+    artifact_mb: float = 512.0  # larger files of a run stay on the worker (their path is listed)
+    log_kb: int = 512  # the tail of a job's log kept in the database
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    db: str | None = None  # None: sqlite:///<data_dir>/advise.db
+    queue: str | None = None  # None: SQLite queue in <data_dir>/queue.db; or redis://host:port/db
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tokens: list[Token] = field(default_factory=list)
+    allow_remote_code: bool = False
+    workers: int | None = None  # local worker pool of `advise serve`; None: 1 embedded, 0 with --queue
+    heartbeat_s: float = 10.0  # a running job writes a heartbeat this often; 3 missed and it is failed
+    limits: Limits = field(default_factory=Limits)
+    dashboard_url: str | None = None  # an optuna-dashboard on study_storage, linked from the sweep page
+    dashboard_port: int | None = None  # `advise serve` starts optuna-dashboard on loopback at this port
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{(self.data_dir / 'advise.db').resolve()}"
+
+    @property
+    def study_storage(self) -> str:
+        """Where the Optuna studies of all runs live (one study per run, named ``run-<id>-<task>``)."""
+        return self.db_url
+
+    @property
+    def local_workers(self) -> int:
+        return self.workers if self.workers is not None else (1 if self.queue is None else 0)
+
+
+def default_data_dir() -> Path:
+    root = os.environ.get("ADVISE_DATA") or os.path.join(
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "advise")
+    return Path(root)
+
+
+def is_loopback(host: str) -> bool:
+    """``127.0.0.1``, ``::1`` and ``localhost`` (whatever it resolves to must be loopback too).
+
+    >>> is_loopback("127.0.0.1"), is_loopback("0.0.0.0"), is_loopback("::1")
+    (True, False, True)
+    """
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if host != "localhost":
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+
+
+def read_tokens(path: Path) -> list[Token]:
+    """A tokens file: one ``<role> <name> <token>`` per line (role ``read`` or ``submit``), ``#`` comments."""
+    shown = str(path)
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise AdviseError(f"cannot read the tokens file: {e.strerror}", file=shown) from None
+    tokens = []
+    for n, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 3:
+            raise AdviseError("expected `<role> <name> <token>`", file=shown, where=n)
+        role, name, secret = parts
+        if role not in ROLES:
+            raise AdviseError(f"unknown role {role!r}; use read or submit", file=shown, where=n)
+        if len(secret) < 16:
+            raise AdviseError("the token is shorter than 16 characters", file=shown, where=n)
+        tokens.append(Token(name=name, role=role, secret=secret))
+    if not tokens:
+        raise AdviseError("no tokens in the file", file=shown)
+    return tokens
+
+
+def find_token(tokens: list[Token], presented: str | None) -> Token | None:
+    """The token matching ``presented`` (compared in constant time), or None."""
+    if not presented:
+        return None
+    found = None
+    for t in tokens:
+        if hmac.compare_digest(t.secret.encode(), presented.encode()):
+            found = t
+    return found
+
+
+def check_bind(settings: Settings) -> None:
+    """A server on any address but loopback must have tokens: refuse to start without them."""
+    if not is_loopback(settings.host) and not settings.tokens:
+        raise AdviseError(f"refusing to listen on {settings.host}, which is not a loopback address, without API "
+                          "tokens: give --tokens FILE (lines `<role> <name> <token>`, role read or submit)",
+                          where="--host")
+
+
+def check_urls(settings: Settings) -> None:
+    """One-line errors for a --db or --queue this service cannot use, before anything starts."""
+    if settings.db is not None and not settings.db.startswith(("postgresql://", "postgresql+", "sqlite:///")):
+        raise AdviseError(f"expected postgresql://user@host/db or sqlite:///path, got {settings.db!r}", where="--db")
+    if settings.queue is not None and not settings.queue.startswith(("redis://", "rediss://", "sqlite:///")):
+        raise AdviseError(f"expected redis://host:port/db or sqlite:///path, got {settings.queue!r}", where="--queue")
+    if settings.heartbeat_s <= 0:
+        raise AdviseError("must be positive", where="--heartbeat")
+
+
+def make_settings(*, data_dir: Path | None = None, db: str | None = None, queue: str | None = None,
+                  tokens: Path | None = None, upload_mb: float | None = None, **kw) -> Settings:
+    """Settings from the command line's options (None: the default)."""
+    limits = Limits()
+    if upload_mb is not None:
+        if upload_mb <= 0:
+            raise AdviseError("must be positive", where="--max-upload-mb")
+        limits.upload_mb = upload_mb
+    settings = Settings(data_dir=Path(data_dir) if data_dir else default_data_dir(), db=db, queue=queue,
+                        tokens=read_tokens(tokens) if tokens else [], limits=limits,
+                        **{k: v for k, v in kw.items() if v is not None})
+    check_urls(settings)
+    return settings
