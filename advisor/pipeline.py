@@ -91,10 +91,11 @@ def tune_task(task, *, progress: Progress = QUIET, resume: bool = False, storage
         raise AdviseError(problem, where="--storage")
     splits = check_task(task).splits
     with run_dir_lock(task.run_dir, shared=True, task_file=display_path(task.source_path)):
-        return _tune(task, splits, progress, resume, storage, n_trials)
+        return _tune(task, splits, progress, resume, storage, n_trials, study_name)
 
 
-def _tune(task, splits, progress: Progress, resume: bool, storage: str | None, n_trials: int | None) -> Results:
+def _tune(task, splits, progress: Progress, resume: bool, storage: str | None, n_trials: int | None,
+          study_name: str | None) -> Results:
     from foundation.models import pick_device
     from tuner.study import run_study
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import itertools
 import json
 import shutil
 import tempfile

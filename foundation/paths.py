@@ -116,8 +116,8 @@ def check_writable_dir(path: Path, *, task_file: str, where: str) -> None:
     path = Path(path)
     for part in path.parts:
         if len(part.encode()) > 255:
-            raise AdviseError(f"a name in {display_path(path)[:80]}… is longer than the file system allows (255 bytes)",
-                              file=task_file, where=where)
+            raise AdviseError(f"the folder name {part[:40]}… ({len(part.encode())} bytes) is longer than the file "
+                              "system allows (255 bytes)", file=task_file, where=where)
     probe = path
     while True:
         st = _stat(probe, display_path(probe), where)

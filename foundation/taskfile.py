@@ -31,7 +31,6 @@ def _format_error(err: dict) -> str:
         return f"unknown key '{err['loc'][-1]}'"
     if kind == "missing":
         return "required key is missing"
-    got = type(err.get("input")).__name__
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"expected a mapping of keys, got {_yaml_type(err.get('input'))}"
     if kind == "path_type":

@@ -91,10 +91,10 @@ def follow(server: str, run_id: int, token: str | None, echo, reconnects: int = 
     """Read the run's events until it ends, echoing stages; returns the run as it finished.
     A dropped stream (a proxy's timeout, a server restart) is picked up where it stopped."""
     base = server.rstrip("/")
-    state = {"last": 0, "run": None, "stage": None}
+    state = {"last": 0, "run": None, "stage": None, "status": None}
     for _ in range(reconnects):
         try:
-            if _read_stream(f"{base}/api/runs/{run_id}/events?after={state['last']}", token, echo, state):
+            if _read_stream(f"{base}/api/runs/{run_id}/events?after={state['last']}", run_id, token, echo, state):
                 break
         except (OSError, ValueError):  # the connection dropped mid-stream
             pass
@@ -103,7 +103,7 @@ def follow(server: str, run_id: int, token: str | None, echo, reconnects: int = 
         return json.load(r)
 
 
-def _read_stream(url: str, token: str | None, echo, state: dict) -> bool:
+def _read_stream(url: str, run_id: int, token: str | None, echo, state: dict) -> bool:
     """One connection to a run's event stream; True once the run has ended."""
     event = None
     with _request(url, token, accept="text/event-stream", timeout=3600) as stream:
@@ -115,8 +115,13 @@ def _read_stream(url: str, token: str | None, echo, state: dict) -> bool:
                 state["last"] = int(line[3:].strip())
             elif line.startswith("data:") and event:
                 data = json.loads(line[5:].strip())
-                if event == "run" and data["stage"] != state["stage"]:
-                    state["stage"] = data["stage"]
+                # Stages come from the stored progress events, each once: the polled `run` row
+                # can skip a stage that starts and ends between two polls.
+                if event == "task" and data.get("description") != state["stage"]:
+                    state["stage"] = data["description"]
+                    echo(f"run {run_id}: running: {data['description']}")
+                elif event == "run" and data["status"] != state.get("status"):
+                    state["status"], state["stage"] = data["status"], data["stage"]
                     echo(f"run {data['id']}: {data['status']}: {data['stage']}")
                 elif event in ("log", "failure"):
                     echo(("error: " if event == "failure" else "") + data.get("message", ""))

@@ -26,7 +26,7 @@ FOLDERS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir() and not p.name.s
 ADVISE = [sys.executable, "-m", "advisor.cli"]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 CASE_KEYS = {"about", "file", "where", "message", "arg", "command", "chmod", "needs_non_root", "xfail", "fifo",
-             "symlink", "needs_no_cuda", "results_json"}
+             "symlink", "needs_no_cuda", "results_json", "files"}
 
 # One case per code path that can print the error line, run as a real process: a stray warning
 # or log line on stderr from any library on that path would break the one-line contract.
@@ -70,6 +70,13 @@ def _prepare(name: str, root: Path) -> Path:
     for rel, target in case.get("symlink", {}).items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, folder / rel)
+    # git keeps no empty folder, and runs/ is ignored: a case's run folder is written here
+    for rel, text in case.get("files", {}).items():
+        if rel.endswith("/"):
+            (folder / rel).mkdir(parents=True, exist_ok=True)
+        else:
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_text(text, encoding="utf-8")
     if "results_json" in case:  # a results file as written text, for `advise report` cases
         (folder / "runs" / "r").mkdir(parents=True, exist_ok=True)
         (folder / "runs" / "r" / "results.json").write_text(case["results_json"], encoding="utf-8")

@@ -3,11 +3,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, write_jsonl, write_task
+from conftest import write_task
 
 ADVISE = [sys.executable, "-m", "advisor.cli"]
 

@@ -109,7 +109,7 @@ def _job_processes(run_id: int) -> list:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info["cmdline"] or []
-        if "service.job" in cmd and any(f"/jobs/" in c for c in cmd):
+        if "service.job" in cmd and any("/jobs/" in c for c in cmd):
             found.append(p)
     return found
 
@@ -146,7 +146,14 @@ def test_cancel_a_queued_and_a_running_run(server, tmp_path):
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 # Cases the service answers with its own rule (a task that leaves its upload folder) or never sees
 # the way the CLI does (no task.yaml at all): the service's line still names the file and the key.
-SERVICE_RULES = {"task-file-missing": "no task.yaml in the upload", "task-file-is-folder": "no task.yaml in the upload"}
+# Where the service's own rules refuse a task before the CLI's checks would: paths outside the
+# upload, and a study storage of the task's own (the service keeps each run's study itself).
+OUTSIDE = "must be a path inside the uploaded task folder (no absolute path, no '..' leaving it)"
+OWN_STORAGE = "task.yaml: tune.storage: the service keeps every run's study in its own storage; remove tune.storage"
+SERVICE_RULES = {"task-file-missing": "no task.yaml in the upload", "task-file-is-folder": "no task.yaml in the upload",
+                 "corpus-path-is-root": f"task.yaml: corpus.paths.0: {OUTSIDE}",
+                 "data-train-proc-file": f"task.yaml: data.train: {OUTSIDE}",
+                 "storage-in-memory": OWN_STORAGE, "storage-unknown-scheme": OWN_STORAGE}
 
 
 def _cli_line(folder: Path, monkeypatch, capsys) -> str:
@@ -185,7 +192,7 @@ def test_the_bad_input_corpus_gets_the_cli_error_lines(server, tmp_path, monkeyp
         if expected not in detail or str(tmp_path) in detail or "/uploads/" in detail:
             wrong.append(f"{name}: service {detail!r}, CLI {expected!r}")
         checked += 1
-    assert wrong == []
+    assert wrong == [], "\n".join(wrong)
     assert checked >= 70
     assert len(requests.get(server + "/api/runs", timeout=10).json()) == before, "nothing was queued"
 

@@ -7,8 +7,9 @@
 Sampler and pruner: grouped multivariate TPE (each method's parameters form their own group),
 seeded; Hyperband over training steps by default. Validation quality is reported from a
 ``TrainerCallback`` every ``tune.eval_every`` steps, so pruned trials really stop. A trial whose
-worker died (``kill -9``) is failed when a worker next asks for a trial and retried; one
-stopped by Ctrl-C is marked failed at once and retried by ``--resume``.
+worker died (``kill -9``) is failed once its heartbeat is stale, when a worker next asks for a trial
+or before a worker leaves the study, and retried; one stopped by Ctrl-C is marked failed at once
+and retried by ``--resume``.
 """
 from __future__ import annotations
 
@@ -211,9 +212,14 @@ def _optimize(study, ctx: TrialContext, n_trials: int | None, progress) -> tuple
                  optuna.study.MaxTrialsCallback(tune.n_trials, states=finished)]
     # Without --n-trials a worker runs until the study's budget; failures are bounded separately.
     worker_trials = n_trials if n_trials is not None else (tune.n_trials - done) + tune.max_retry + 2
-    try:
-        study.optimize(lambda trial: objective(trial, ctx), n_trials=worker_trials, timeout=tune.timeout_s,
+    def optimize(n: int) -> None:
+        study.optimize(lambda trial: objective(trial, ctx), n_trials=n, timeout=tune.timeout_s,
                        callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
+
+    try:
+        optimize(worker_trials)
+        if stop.text is None:
+            _run_retries_of_dead_workers(study, tune, optimize)
     except KeyboardInterrupt:
         return "interrupted", "interrupted (Ctrl-C); `advise tune --resume` continues the study"
     if stop.text is not None:
@@ -221,6 +227,29 @@ def _optimize(study, ctx: TrialContext, n_trials: int | None, progress) -> tuple
     n = sum(t.state in finished for t in study.get_trials(deepcopy=False))
     return "complete", (f"the study reached tune.n_trials ({tune.n_trials})" if n >= tune.n_trials
                         else "this worker's trials (--n-trials) or tune.timeout_s ran out")
+
+
+def _run_retries_of_dead_workers(study, tune, optimize) -> None:
+    """Trials another worker left running when it died (``kill -9``, a lost machine): wait out the
+    heartbeat grace period, fail them (Optuna's retry callback enqueues each again) and run the
+    retries here, so the study never ends on a lost trial. Optuna only fails a stale trial when a
+    worker asks for its next trial, and this worker may have had none left to ask for. A trial
+    whose worker is still beating outlasts the wait and is left to that worker."""
+    import time
+
+    from optuna.storages import fail_stale_trials
+    from optuna.trial import TrialState
+
+    deadline = time.monotonic() + 3 * tune.heartbeat_s  # the grace period (2 beats) and one more
+    while True:
+        fail_stale_trials(study)
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if waiting:
+            optimize(len(waiting))
+            continue
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) or time.monotonic() > deadline:
+            return
+        time.sleep(min(1.0, tune.heartbeat_s / 2))
 
 
 def run_study(task, splits, *, run_dir: Path, progress=QUIET, pilot: TrialConfig | None = None,

@@ -269,13 +269,9 @@ def _train(trial, ctx: TrialContext, config: TrialConfig) -> TrainedModel:
             ctx.kit.facts.total_params, trainable, tokens, steps, ctx.flops_per_second))
 
     label = f"Trial {trial.number}: {config.method} " + ", ".join(f"{k}={_param_text(v)}" for k, v in config.params.items())
-    try:
-        return train_config(config, ctx.kit, micro_batch_size=tune.micro_batch_size, label=label,
-                            make_callback=lambda: pruning_callback(trial, ctx.validation.mean, tune.eval_every),
-                            before_training=estimate)
-    except KeyboardInterrupt:
-        _set_attrs(trial, {"interrupted": True, "note": "interrupted (Ctrl-C); `advise tune --resume` retries it"})
-        raise
+    return train_config(config, ctx.kit, micro_batch_size=tune.micro_batch_size, label=label,
+                        make_callback=lambda: pruning_callback(trial, ctx.validation.mean, tune.eval_every),
+                        before_training=estimate)
 
 
 def _record_training(trial, ctx: TrialContext, trained: TrainedModel) -> None:
@@ -341,7 +337,10 @@ def objective(trial, ctx: TrialContext) -> float:
 
     try:
         return run_trial(trial, ctx)
-    except (optuna.TrialPruned, KeyboardInterrupt):
+    except optuna.TrialPruned:
+        raise
+    except KeyboardInterrupt:  # in training, validation or saving alike: the trial is retried on resume
+        _set_attrs(trial, {"interrupted": True, "note": "interrupted (Ctrl-C); `advise tune --resume` retries it"})
         raise
     except Exception as e:
         if "note" not in trial.user_attrs:
