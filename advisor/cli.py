@@ -65,7 +65,9 @@ def validate(task_file: Path = typer.Argument(..., help="task.yaml to check.")):
 def run(task_file: Path = typer.Argument(..., help="task.yaml to run."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables."),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-        no_tune: bool = typer.Option(False, "--no-tune", help="Stop after the verdict even if fine-tuning wins.")):
+        no_tune: bool = typer.Option(False, "--no-tune", help="Stop after the verdict even if fine-tuning wins."),
+        seeds: int = typer.Option(1, "--seeds", min=1, max=20,
+                                  help="Repeat the measurement with this many seeds and say whether the verdict is stable.")):
     """Measure prompt-only, RAG and a pilot fine-tune; give the verdict; tune if fine-tuning wins."""
     from advisor.pipeline import run_task
     from advisor.tasks import check_task
@@ -77,7 +79,7 @@ def run(task_file: Path = typer.Argument(..., help="task.yaml to run."),
     console = _console(quiet, json_out)
     try:
         with Progress(console, enabled=not quiet) as progress:
-            results = run_task(checked, progress, tune=not no_tune)
+            results = run_task(checked, progress, tune=not no_tune, seeds=seeds)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: what was measured is kept in {task.run_dir / 'results.json'}", err=True)
         raise typer.Exit(130)

@@ -15,11 +15,12 @@ from foundation.results import Results, load_results, save_results
 from foundation.runinfo import new_results, quiet_libraries, run_dir_lock
 
 
-def run_task(checked, progress: Progress = QUIET, *, tune: bool = True) -> Results:
+def run_task(checked, progress: Progress = QUIET, *, tune: bool = True, seeds: int = 1) -> Results:
     """Measure the enabled baselines on the eval split, decide, and run the study if fine-tuning wins.
 
     ``checked`` is what ``advisor.tasks.check_task`` returns (a task.yaml path or a loaded task is
-    checked here first).
+    checked here first). ``seeds`` > 1 repeats the measurement with other seeds and says whether
+    the verdict is stable (``advisor.stability``).
     """
     from advisor.tasks import CheckedTask, check_task
 
@@ -27,10 +28,10 @@ def run_task(checked, progress: Progress = QUIET, *, tune: bool = True) -> Resul
     t0 = time.perf_counter()
     checked = checked if isinstance(checked, CheckedTask) else check_task(checked)
     with run_dir_lock(checked.task.run_dir, task_file=display_path(checked.task.source_path)):
-        return _run(checked, progress, tune, time.perf_counter() - t0)
+        return _run(checked, progress, tune, time.perf_counter() - t0, seeds)
 
 
-def _run(checked, progress: Progress, tune: bool, load_data: float) -> Results:
+def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int = 1) -> Results:
     from advisor.verdict import decide
     from baselines.base import RunContext, load_all
     from foundation.models import load_model, load_tokenizer, pick_device, resolve_model
@@ -63,16 +64,49 @@ def _run(checked, progress: Progress, tune: bool, load_data: float) -> Results:
 
     results.verdict = decide(results.candidates, task)
     save_results(results, run_dir)
+    if seeds > 1:
+        t0 = time.perf_counter()
+        _repeat_with_seeds(ctx, results, seeds)
+        results.timings["seeds"] = time.perf_counter() - t0
+        save_results(results, run_dir)
     if results.verdict.finetune_wins and tune:
         from tuner.study import run_study
 
         t0 = time.perf_counter()
-        del ctx.model, model  # the study loads its own copies
-        results.study = run_study(task, splits, run_dir=run_dir, progress=progress, pilot=results.finetuned_config())
+        ctx.model = model = None  # the study loads its own copies
+        winner = results.verdict.winner
+        results.study = run_study(task, splits, run_dir=run_dir, progress=progress,
+                                  pilot=results.candidate(winner).config, corpus=corpus,
+                                  prompts=ctx.extras.get("prompts", {}).get(winner))
         results.timings["tune"] = time.perf_counter() - t0
     results.status = "complete" if results.study is None or results.study.status == "complete" else "interrupted"
     save_results(results, run_dir)
     return results
+
+
+def _repeat_with_seeds(ctx, results: Results, seeds: int) -> None:
+    """Measure again with seeds task.seed + 1 … + seeds - 1 (each in runs/<name>/seeds/<seed>/) and
+    add the stability of the verdict to results and to the verdict's words."""
+    from dataclasses import replace
+
+    from advisor.stability import seed_run, summarize_seeds
+    from advisor.verdict import decide
+    from baselines.base import load_all
+
+    task = ctx.task
+    first = {c.name: c for c in results.candidates}
+    runs = [seed_run(task.seed, results.verdict, results.candidates)]
+    for i in range(1, seeds):
+        seeded = task.model_copy(update={"seed": task.seed + i})
+        ctx.progress.log(f"seed {seeded.seed} ({i + 1} of {seeds})")
+        again = replace(ctx, task=seeded, extras={}, repeat_of=first, output_dir=ctx.run_dir / "seeds" / str(seeded.seed))
+        candidates = [c for b in load_all().values() if b.enabled(seeded) for c in b.run(again)]
+        runs.append(seed_run(seeded.seed, decide(candidates, seeded), candidates))
+    baselines = {c.name: c.baseline for c in results.candidates}
+    results.stability = summarize_seeds(runs, baselines, task.verdict.min_gain)
+    verdict = results.verdict
+    (verdict.reasons if results.stability.stable else verdict.cautions).insert(
+        len(verdict.reasons) if results.stability.stable else 0, results.stability.summary)
 
 
 def tune_task(task, *, progress: Progress = QUIET, resume: bool = False, storage: str | None = None,
@@ -89,16 +123,17 @@ def tune_task(task, *, progress: Progress = QUIET, resume: bool = False, storage
     quiet_libraries()
     if storage is not None and (problem := check_storage_url(storage)):
         raise AdviseError(problem, where="--storage")
-    splits = check_task(task).splits
+    checked = check_task(task)
     with run_dir_lock(task.run_dir, shared=True, task_file=display_path(task.source_path)):
-        return _tune(task, splits, progress, resume, storage, n_trials, study_name)
+        return _tune(checked, progress, resume, storage, n_trials, study_name)
 
 
-def _tune(task, splits, progress: Progress, resume: bool, storage: str | None, n_trials: int | None,
+def _tune(checked, progress: Progress, resume: bool, storage: str | None, n_trials: int | None,
           study_name: str | None) -> Results:
     from foundation.models import pick_device
     from tuner.study import run_study
 
+    task, splits = checked.task, checked.splits
     run_dir = task.run_dir
     if resume and not (storage or task.tune.storage) and not (run_dir / "study.db").exists():
         raise AdviseError(f"nothing to resume: {run_dir / 'study.db'} does not exist; run without --resume")
@@ -108,7 +143,8 @@ def _tune(task, splits, progress: Progress, resume: bool, storage: str | None, n
         results = new_results(task, pick_device(task.device), splits.stats)
     t0 = time.perf_counter()
     results.study = run_study(task, splits, run_dir=run_dir, progress=progress, pilot=results.finetuned_config(),
-                              storage=storage, n_trials=n_trials, resume=resume, study_name=study_name)
+                              storage=storage, n_trials=n_trials, resume=resume, study_name=study_name,
+                              corpus=checked.corpus)
     results.timings["tune"] = time.perf_counter() - t0
     results.status = "complete" if results.study.status == "complete" else "interrupted"
     save_results(results, run_dir)

@@ -28,7 +28,7 @@ def load_task(path: str | Path) -> TaskConfig:
     from tuner.storage import check_storage_url
 
     task = read_task(path)
-    problem = check_tune_section(task.tune)
+    problem = check_tune_section(task.tune, task.baselines)
     if problem is None and task.tune.storage is not None:
         message = check_storage_url(task.tune.storage)
         problem = ("tune.storage", message) if message else None
@@ -51,7 +51,8 @@ class CheckedTask:
     def summary(self) -> str:
         s = self.splits.stats
         formats = ", ".join(f"{k}: {v}" for k, v in s["formats"].items())
-        return (f"task '{self.task.name}', formats ({formats}), train {s['sizes']['train']}, "
+        return (f"task '{self.task.name}', formats ({formats}), data kind {s.get('kind', 'sft')}, "
+                f"train {s['sizes']['train']}, "
                 f"validation {s['sizes']['validation']}, eval {s['sizes']['eval']}, "
                 f"corpus documents {len(self.corpus)}, metric {self.task.metric.name}")
 

@@ -21,6 +21,7 @@ prompt and RAG candidate that meets the constraints.
 """
 from __future__ import annotations
 
+from advisor.cautions import cautions as verdict_cautions
 from baselines.base import is_fine_tuned, load_all, simplicity
 from foundation.costs import fmt_money, monthly_cost, total_cost
 from foundation.results import CandidateResult, Comparison, Verdict
@@ -31,7 +32,6 @@ RULE = ("adequate = not significantly worse than the best (paired bootstrap, {co
         "adequate; cheapest total cost over {horizon:g} months at {volume:,} queries/month wins; costs within "
         "25% tie and go to the simplest (prompt < rag < finetune)")
 COST_TIE = 0.25
-_STALE = {"weekly", "daily", "monthly"}
 
 
 def violations(c: CandidateResult, constraints) -> list[str]:
@@ -78,7 +78,7 @@ def decide(candidates: list[CandidateResult], task) -> Verdict:
     # Passed-over fine-tunes that would have cost less than the winner: the verdict says so.
     cheaper_ft = {n for n in passed_over if comparisons[n].total_cost_usd < comparisons[winner.name].total_cost_usd}
     reasons = _reasons(winner, best, candidates, comparisons, task, fallback, passed_over, cheaper_ft)
-    cautions = _cautions(winner, candidates, task)
+    cautions = verdict_cautions(winner, candidates, task)
     ft_wins = is_fine_tuned(winner)
     headline = _headline(winner, best, ft_wins, cheaper_ft)
     return Verdict(
@@ -145,20 +145,4 @@ def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=
     if fallback:
         out.append("No candidate that is statistically as good as the best meets the constraints; "
                    "this is the best candidate that does. Consider relaxing the constraints.")
-    return out
-
-
-def _cautions(winner, candidates, task) -> list[str]:
-    out = []
-    changes = task.constraints.knowledge_changes
-    if is_fine_tuned(winner) and changes in _STALE:
-        out.append(f"The knowledge changes {changes}: a fine-tuned model freezes it and goes stale. "
-                   "Re-index with RAG instead, or combine FT + RAG so facts come from retrieval.")
-    if is_fine_tuned(winner) and any(c.baseline == "rag" for c in candidates):
-        out.append("Fine-tuning and RAG combine: gains from both add up in published studies.")
-    if winner.quality.n < 30:
-        out.append(f"Only {winner.quality.n} eval examples: confidence intervals are wide; more held-out data "
-                   "would sharpen the verdict.")
-    if winner.quality.mean < 0.5:
-        out.append(f"Even the winner scores only {winner.quality.mean:.2f}: consider a larger base model.")
     return out

@@ -33,7 +33,18 @@ class RunContext:
     run_dir: Path
     progress: Progress = QUIET
     extras: dict = field(default_factory=dict)  # what one baseline leaves for a later one (e.g. retrieval hits)
+    repeat_of: dict = field(default_factory=dict)  # --seeds: the first seed's candidates, by name, to reuse
+    output_dir: Path | None = None  # where predictions and adapters go (a seed's own folder); default run_dir
     _embedder: Any = None
+
+    @property
+    def out_dir(self) -> Path:
+        return self.output_dir or self.run_dir
+
+    def reusable(self, name: str):
+        """The first seed's measurement of ``name`` when a repetition cannot change it (greedy
+        decoding of a prompt that does not depend on the seed), else None."""
+        return None if self.task.generation.do_sample else self.repeat_of.get(name)
 
     @property
     def embedder(self):
@@ -57,15 +68,17 @@ class Baseline:
     headline: str  # how the verdict's headline starts when it wins: "Use retrieval (RAG)"
     action: str  # what to ship, in one sentence for a manager
     fine_tuned: bool = False  # trains weights: the verdict's last resort
+    needs: tuple[str, ...] = ()  # baselines that must run too (FT + RAG needs rag's retriever and the pilot's settings)
 
     def enabled(self, task) -> bool:
-        return getattr(task.baselines, self.name).enabled
+        return all(getattr(task.baselines, name).enabled for name in (self.name, *self.needs))
 
 
 BASELINES: dict[str, Baseline] = {}
 
 
-def register_baseline(name: str, *, order: int, kind: str, headline: str, action: str, fine_tuned: bool = False):
+def register_baseline(name: str, *, order: int, kind: str, headline: str, action: str, fine_tuned: bool = False,
+                      needs: tuple[str, ...] = ()):
     """Decorator adding a baseline to ``BASELINES``; names and orders must be unique."""
 
     def wrap(fn: BaselineFn) -> BaselineFn:
@@ -73,7 +86,9 @@ def register_baseline(name: str, *, order: int, kind: str, headline: str, action
             raise ValueError(f"baseline {name!r} is already registered")
         if any(b.order == order for b in BASELINES.values()):
             raise ValueError(f"baseline {name!r}: order {order} is taken")
-        BASELINES[name] = Baseline(name, fn, order, kind, headline, action, fine_tuned)
+        if any(BASELINES.get(n) is None or BASELINES[n].order >= order for n in needs):
+            raise ValueError(f"baseline {name!r}: what it needs ({', '.join(needs)}) must be registered and run before it")
+        BASELINES[name] = Baseline(name, fn, order, kind, headline, action, fine_tuned, tuple(needs))
         return fn
 
     return wrap

@@ -31,7 +31,8 @@ def prompt_candidate(ctx: RunContext, name: str, demos, description: str) -> Can
                    action="Ship the base model with a good prompt; no retrieval and no fine-tuning are needed.")
 def run_prompt(ctx: RunContext):
     cfg = ctx.task.baselines.prompt
-    out = [measure_candidate(ctx, prompt_candidate(ctx, "prompt-zero-shot", [], "base model, task prompt, no examples"))]
+    out = [ctx.reusable("prompt-zero-shot") or measure_candidate(
+        ctx, prompt_candidate(ctx, "prompt-zero-shot", [], "base model, task prompt, no examples"))]
     demos = pick_demos(ctx.splits.train, cfg.few_shot_k, ctx.task.seed)
     if demos:
         out.append(measure_candidate(ctx, prompt_candidate(

@@ -119,6 +119,36 @@ def load_or_build_index(ctx: RunContext, items: list[Chunk], folder: Path):
     return index, False, seconds
 
 
+@dataclass
+class Retrieval:
+    """RAG's retriever and prompt layout, kept in ``ctx.extras["retrieval"]`` so the FT + RAG
+    candidate trains and answers with exactly what RAG retrieved with."""
+
+    kind: str  # "corpus" or "retrieval-few-shot"
+    items: list[Chunk]
+    index: object
+    k: int
+    embedder: object
+    task: object
+    train: list  # the train records (retrieval few-shot's demonstrations)
+
+    def search(self, texts: list[str], k: int | None = None) -> list[list[int]]:
+        """Indices of the ``k`` nearest items for each text."""
+        if not texts:
+            return []
+        _, hits = self.index.search(embed(self.embedder, texts), min(k or self.k, len(self.items)))
+        return [[int(j) for j in h if j >= 0] for h in hits]
+
+    def messages(self, record, hits: list[int]) -> list[dict]:
+        """The prompt messages for ``record`` with the items ``hits`` as its context."""
+        task = self.task
+        if self.kind == "corpus":
+            context = "\n\n".join(f"[{self.items[j].source}] {self.items[j].text}" for j in hits)
+            user = task.prompt.rag_template.format(input=record.input, context=context)
+            return build_messages(record, task.prompt.system, user)
+        return task_messages(task.prompt, record, [self.train[j] for j in hits])
+
+
 @register_baseline("rag", order=1, kind="Retrieval (RAG)", headline="Use retrieval (RAG)",
                    action="Ship retrieval-augmented generation (RAG): the base model answers with passages "
                           "looked up in your documents. No fine-tuning is needed.")
@@ -132,24 +162,22 @@ def run_rag(ctx: RunContext):
         kind = "retrieval-few-shot"
         items = [Chunk(f"train:{i}", r.input) for i, r in enumerate(ctx.splits.train)]
     index, reused, build_seconds = load_or_build_index(ctx, items, ctx.run_dir / "rag")
-    k = min(cfg.top_k, len(items))
-
-    def prompt_for(record, hits) -> str:
-        if kind == "corpus":
-            context = "\n\n".join(f"[{items[j].source}] {items[j].text}" for j in hits)
-            user = task.prompt.rag_template.format(input=record.input, context=context)
-            return render_prompt(tok, build_messages(record, task.prompt.system, user))
-        return render_prompt(tok, task_messages(task.prompt, record, [ctx.splits.train[j] for j in hits]))
+    retrieval = Retrieval(kind, items, index, min(cfg.top_k, len(items)), ctx.embedder, task, ctx.splits.train)
+    ctx.extras["retrieval"] = retrieval
+    if (again := ctx.reusable("rag")) is not None:
+        return [again]
 
     start = time.perf_counter()
-    _, hits = index.search(embed(ctx.embedder, [r.input for r in eval_recs]), k)
+    hits = retrieval.search([r.input for r in eval_recs])
     retrieval_seconds = time.perf_counter() - start
-    prompts = [prompt_for(r, h) for r, h in zip(eval_recs, hits)]
+    prompts = [render_prompt(tok, retrieval.messages(r, h)) for r, h in zip(eval_recs, hits)]
 
     def answer_one(i):
-        _, h = index.search(embed(ctx.embedder, [eval_recs[i].input]), k)
-        return generate(ctx.model, tok, [prompt_for(eval_recs[i], h[0])], task.generation, batch_size=1)
+        h = retrieval.search([eval_recs[i].input])[0]
+        return generate(ctx.model, tok, [render_prompt(tok, retrieval.messages(eval_recs[i], h))], task.generation,
+                        batch_size=1)
 
+    k = retrieval.k
     description = (f"top-{k} of {len(items)} corpus chunks ({cfg.chunk_tokens} tokens, overlap {cfg.chunk_overlap})"
                    if kind == "corpus" else f"top-{k} most similar training examples as demonstrations (no corpus)")
     details = {"kind": kind, "top_k": k, "items_indexed": len(items), "index": index_kind(cfg.index, len(items)),

@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-RECORD_FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "question_answer", "columns")
+RECORD_FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "question_answer", "columns",
+                  "preference", "sharegpt_preference", "openai_preference", "unpaired")
 KNOWLEDGE_CHANGE = ("never", "yearly", "quarterly", "monthly", "weekly", "daily")
 
 
@@ -155,6 +156,9 @@ class ConstraintsConfig(Section):
     horizon_months: float = Field(12, gt=0, le=1200, description="Months over which total cost is compared.")
     hourly_price_usd: float | None = Field(None, ge=0, le=100_000, description="Price of one hour of the hardware; default by device.")
     knowledge_changes: Literal[KNOWLEDGE_CHANGE] = Field("never", description="How often the task's facts change.")  # type: ignore[valid-type]
+    api_price_per_million_tokens: float | None = Field(None, ge=0, le=100_000, description=(
+        "What a hosted API charges per million prompt tokens: prices the tokens a long prompt sends at the "
+        "stated volume in the verdict's cautions."))
 
 
 class PromptBaselineConfig(Section):
@@ -190,6 +194,12 @@ class FinetuneBaselineConfig(Section):
         "model's context). Records longer than it lose the end of their answer."))
     target_modules: str = Field("all-linear", description="'all-linear', 'attention' or comma-separated module names.")
     time_budget_s: float = Field(900, gt=0, description="Training stops after this many seconds.")
+    objective: str = Field("auto", description=(
+        "Training objective of the pilot: auto (sft; sft+dpo on paired preference data, sft+kto on unpaired "
+        "data) or any tune objective."))
+    max_extensions: int = Field(2, ge=0, le=100, description=(
+        "Extra rounds of max_steps/2 steps while validation quality is still rising (0: never extend)."))
+    curve_records: int = Field(64, gt=0, le=10_000, description="Validation records scored for the learning curve.")
 
     @field_validator("target_modules")
     @classmethod
@@ -211,10 +221,21 @@ def parse_target_modules(value: str) -> str | list[str]:
     return [m.strip() for m in value.split(",") if m.strip()]
 
 
+class FinetuneRagBaselineConfig(Section):
+    """The hybrid candidate: the pilot trained with retrieved context in its prompts (RAFT-style),
+    answering with retrieval. Its training settings are baselines.finetune's; it runs when
+    baselines.rag and baselines.finetune run too."""
+
+    enabled: bool = True
+    distractors: int = Field(1, ge=0, le=20, description=(
+        "Random corpus chunks (or training examples) added to each training prompt's retrieved context."))
+
+
 class BaselinesConfig(Section):
     prompt: PromptBaselineConfig = Field(default_factory=PromptBaselineConfig)
     rag: RagBaselineConfig = Field(default_factory=RagBaselineConfig)
     finetune: FinetuneBaselineConfig = Field(default_factory=FinetuneBaselineConfig)
+    finetune_rag: FinetuneRagBaselineConfig = Field(default_factory=FinetuneRagBaselineConfig)
 
 
     @model_validator(mode="after")
@@ -254,6 +275,9 @@ class TuneConfig(Section):
     """The study that runs when fine-tuning wins, or with `advise tune`."""
 
     methods: list[str] | None = Field(None, description="Methods to search (default: all that apply).")
+    objectives: list[str] | None = Field(None, description=(
+        "Training objectives to search: sft, dpo, kto, orpo, simpo, grpo, rlhf, cpt+sft (default: every default "
+        "one the data can feed; grpo, rlhf and cpt+sft are opt-in)."))
     n_trials: int = Field(12, gt=0, le=100_000, description="Trials in the whole study (finished or pruned), all workers together.")
     timeout_s: float | None = Field(None, gt=0, description="Wall-clock budget of this worker's search.")
     budget_usd: float | None = Field(None, gt=0, description="Money budget of the study (training and validation time).")
@@ -272,14 +296,15 @@ class TuneConfig(Section):
     max_retry: int = Field(2, ge=0, le=100, description="Times a trial interrupted by a crash or Ctrl-C is retried.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory on CUDA.")
 
-    @field_validator("methods")
+    @field_validator("methods", "objectives")
     @classmethod
-    def _some_methods(cls, v):
+    def _some_methods(cls, v, info):
         # Which names exist is the tuner's registry's to say (tuner.methods.check_tune_section).
         if v is not None and not v:
-            raise ValueError("give at least one method, or leave `methods` out for all")
+            what = info.field_name.removesuffix("s")
+            raise ValueError(f"give at least one {what}, or leave `{info.field_name}` out for all")
         if v is not None and len(set(v)) != len(v):
-            raise ValueError("a method is listed twice")
+            raise ValueError(f"a{'n' if info.field_name[0] == 'o' else ''} {info.field_name.removesuffix('s')} is listed twice")
         return v
 
     @field_validator("storage")

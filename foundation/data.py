@@ -10,7 +10,7 @@ from pathlib import Path
 from foundation.errors import AdviseError
 from foundation.paths import display_path
 from foundation.readers import read_rows
-from foundation.records import Record, detect_format, to_record
+from foundation.records import KIND_WORDS, Record, data_kind, detect_format, to_record
 
 MIN_EVAL_EXAMPLES = 5  # below this a bootstrap CI says nothing useful
 
@@ -22,10 +22,17 @@ class Splits:
     eval: list[Record]
     stats: dict
 
+    @property
+    def kind(self) -> str:
+        """``"sft"``, ``"preference"`` or ``"unpaired"`` (``foundation.records.data_kind``): which
+        training objectives the data can feed."""
+        return self.stats.get("kind", "sft")
+
 
 def load_records(path: Path, fmt: str = "auto", columns=None, shown: str | None = None) -> tuple[list[Record], str]:
     """All records of one file and the format they are in."""
     shown = shown or str(path)
+    untyped = path.suffix.lower() == ".csv"  # CSV has no booleans: a label may be the text true / false
     rows = read_rows(path, shown)
     if not rows:
         raise AdviseError("no records", file=shown)
@@ -44,10 +51,9 @@ def load_records(path: Path, fmt: str = "auto", columns=None, shown: str | None 
             if file_fmt is None:
                 file_fmt = row_fmt
             elif row_fmt != file_fmt:
-                raise AdviseError(f"mixed formats in one file: this record is {row_fmt}, earlier ones are {file_fmt}",
-                                  file=shown, where=line)
+                raise AdviseError(_mixed(row_fmt, file_fmt), file=shown, where=line)
         try:
-            record = to_record(row, row_fmt, columns)
+            record = to_record(row, row_fmt, columns, untyped=untyped)
         except ValueError as e:
             raise AdviseError(f"{file_fmt} record: {e}", file=shown, where=line) from None
         record.origin = (shown, line)
@@ -55,8 +61,20 @@ def load_records(path: Path, fmt: str = "auto", columns=None, shown: str | None 
     return records, file_fmt
 
 
+def _mixed(row_fmt: str, file_fmt: str) -> str:
+    """Why a record's format cannot follow the earlier ones; paired and unpaired preference data
+    train different objectives, which the format names alone would not say."""
+    kinds = (data_kind(row_fmt), data_kind(file_fmt))
+    if set(kinds) == {"preference", "unpaired"}:
+        this, earlier = ("unpaired", "paired") if kinds[0] == "unpaired" else ("paired", "unpaired")
+        return (f"the file mixes paired preference records (prompt/chosen/rejected) and unpaired ones (label): "
+                f"this record is {this}, earlier ones are {earlier}; keep one kind per file")
+    return f"mixed formats in one file: this record is {row_fmt}, earlier ones are {file_fmt}"
+
+
 def load_splits(task) -> Splits:
-    """Train / validation / eval records for a task, with stats on formats, sizes and leakage."""
+    """Train / validation / eval records for a task, with stats on formats, the data kind
+    (``Splits.kind``), sizes and leakage."""
     data = task.data
     shown_task = display_path(task.source_path) if task.source_path else "task.yaml"
     rng = random.Random(task.seed)
@@ -74,6 +92,7 @@ def load_splits(task) -> Splits:
                                                display_path(task.resolve(data.train)))
         eval_recs, formats["eval"] = load_records(task.resolve(data.eval), data.format, data.columns,
                                                   display_path(task.resolve(data.eval)))
+        _check_same_kind(task, formats)
     if data.max_eval:
         eval_recs = eval_recs[: data.max_eval]
     if data.max_train:
@@ -101,6 +120,7 @@ def load_splits(task) -> Splits:
         train = [train[i] for i in sorted(order[n_val:])]
     stats = {
         "formats": formats,
+        "kind": data_kind(next(iter(formats.values()))),
         "sizes": {"train": len(train), "validation": len(val), "eval": len(eval_recs)},
         "leakage": {"train_eval_duplicates": len(leaked),
                     "examples": [r.input[:120] for r in leaked[:5]]},
@@ -108,11 +128,22 @@ def load_splits(task) -> Splits:
     return Splits(train=train, validation=val, eval=eval_recs, stats=stats)
 
 
+def _check_same_kind(task, formats: dict) -> None:
+    """Train and eval must feed the same objectives: a preference model is scored on pairs."""
+    train_kind, eval_kind = data_kind(formats["train"]), data_kind(formats["eval"])
+    if train_kind != eval_kind:
+        raise AdviseError(f"this file holds {KIND_WORDS[eval_kind]} but {display_path(task.resolve(task.data.train))} "
+                          f"holds {KIND_WORDS[train_kind]}; train and eval must be the same kind",
+                          file=display_path(task.resolve(task.data.eval)))
+
+
 def check_references(task, records: list[Record], shown_task: str) -> None:
     """References the metric can never match are data errors, not zero scores (the metric's own check)."""
     from foundation.metrics import check_reference
 
     for r in records:
+        if r.label is False:  # an undesirable answer (unpaired data) is not a reference to match
+            continue
         problem = check_reference(task.metric, r.output)
         if problem:
             file, line = r.origin or (shown_task, "metric")

@@ -9,7 +9,8 @@ from typing import Callable
 import numpy as np
 
 from foundation.costs import hourly_price
-from foundation.metrics import METRICS, score
+from foundation.metrics import METRICS, metric_options, score
+from foundation.records import is_preference
 from foundation.resources import PeakMemory
 from foundation.results import CandidateResult, Latency, Quality, Tokens, TrialConfig
 from foundation.stats import bootstrap_ci, percentile
@@ -42,8 +43,8 @@ def measure_candidate(ctx, run: CandidateRun) -> CandidateResult:
     with ctx.progress.task(f"Evaluating {run.name}", total=len(run.prompts)) as advance:
         with PeakMemory(ctx.device) as mem:
             gens = generate(run.model, ctx.tokenizer, run.prompts, task.generation, on_batch=advance)
-    scores = score(task, gens.texts, [r.output for r in records],
-                   embedder=ctx.embedder if METRICS[task.metric.name].needs_embedder else None)
+    scores, extra = candidate_scores(ctx, run, gens.texts)
+    run.details.update(extra)
     quality = measure_quality(task, scores)
     with ctx.progress.task(f"Timing {run.name} at batch 1", total=task.generation.latency_queries + 1) as advance:
         def timed(i):
@@ -54,7 +55,7 @@ def measure_candidate(ctx, run: CandidateRun) -> CandidateResult:
     seconds = gens.seconds + run.extra_seconds
     qps = len(records) / seconds if seconds > 0 else 0.0
     price = hourly_price(task.constraints, ctx.device)
-    predictions = ctx.run_dir / "predictions" / f"{run.name}.jsonl"
+    predictions = getattr(ctx, "out_dir", ctx.run_dir) / "predictions" / f"{run.name}.jsonl"
     write_predictions(predictions, records, gens.texts, scores)
     return CandidateResult(
         name=run.name, baseline=run.baseline, description=run.description, details=run.details,
@@ -66,6 +67,37 @@ def measure_candidate(ctx, run: CandidateRun) -> CandidateResult:
         cost_per_1k_usd=(1000 / qps) / 3600 * price if qps else float("inf"),
         peak_memory_mb=mem.peak_mb, predictions_file=str(predictions.relative_to(ctx.run_dir)),
     )
+
+
+def candidate_scores(ctx, run: CandidateRun, texts: list[str]) -> tuple[list[float], dict]:
+    """Per-example quality and what else the report shows about it.
+
+    On input → output data: the task's metric on the answers, plus the share of answers in the
+    metric's expected form (valid JSON, a known label) where the metric says what that is. On
+    preference data: preference accuracy, from the candidate's own likelihoods of the chosen and
+    rejected answers given its own prompt (``foundation.likelihood``), plus the mean margin; the
+    metric of the answers against the chosen ones is a second figure when task.yaml sets one.
+    """
+    task, records = ctx.task, ctx.splits.eval
+    metric = METRICS[task.metric.name]
+    extra: dict = {}
+    if metric.format_check is not None:
+        options = metric_options(task.metric)
+        extra["format_share"] = sum(bool(metric.format_check(t, **options)) for t in texts) / max(1, len(texts))
+    if not is_preference(records):
+        return score(task, texts, [r.output for r in records],
+                     embedder=ctx.embedder if metric.needs_embedder else None), extra
+    from foundation.likelihood import preference_scores
+
+    scores, margins = preference_scores(run.model, ctx.tokenizer, run.prompts, records)
+    extra["preference_margin_mean"] = float(np.mean(margins)) if margins else 0.0
+    if "metric" in task.model_fields_set and all(r.label is None or r.label for r in records):
+        generated = score(task, texts, [r.output for r in records],
+                          embedder=ctx.embedder if metric.needs_embedder else None)
+        q = measure_quality(task, generated)
+        extra["generation_metric"] = {"name": metric.name, "label": metric.label, "mean": q.mean,
+                                      "ci_low": q.ci_low, "ci_high": q.ci_high}
+    return scores, extra
 
 
 def measure_quality(task, scores: list[float]) -> Quality:

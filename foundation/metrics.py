@@ -54,6 +54,8 @@ class Metric:
     check_options: Callable[..., str | None] | None = None  # (**options) -> what is wrong with them
     needs_embedder: bool = False
     batch: Callable | None = None  # (predictions, references, embedder) -> scores, when scoring together is faster
+    grades: bool = False  # scores one answer against its reference cheaply: usable as an RL reward (GRPO)
+    format_check: Callable[..., bool] | None = None  # (prediction, **options) -> is it in the expected form
 
     def score_all(self, predictions: list[str], references: list[str], options: dict | None = None,
                   embedder=None) -> list[float]:
@@ -70,7 +72,7 @@ METRICS: dict[str, Metric] = {}
 
 def register_metric(name: str, *, label: str, description: str, options: tuple[str, ...] = (),
                     required: tuple[str, ...] = (), check_reference=None, check_options=None,
-                    needs_embedder: bool = False, batch=None):
+                    needs_embedder: bool = False, batch=None, grades: bool = False, format_check=None):
     """Decorator adding a metric to the registry; checks the entry once, here."""
 
     def wrap(fn):
@@ -82,7 +84,7 @@ def register_metric(name: str, *, label: str, description: str, options: tuple[s
         if unknown:
             raise ValueError(f"metric {name!r}: unknown options {sorted(unknown)}; known: {OPTION_KEYS}")
         METRICS[name] = Metric(name, fn, label, description, tuple(options), tuple(required), check_reference,
-                               check_options, needs_embedder, batch)
+                               check_options, needs_embedder, batch, grades, format_check)
         return fn
 
     return wrap
@@ -148,13 +150,13 @@ def _json_object(reference: str, **_) -> str | None:
 
 # ---------------------------------------------------------------- the metrics
 
-@register_metric("exact_match", label="exact match", check_reference=_not_empty_when_normalised,
+@register_metric("exact_match", grades=True, label="exact match", check_reference=_not_empty_when_normalised,
                  description="1 if the normalised prediction equals the normalised reference")
 def exact_match(pred: str, ref: str) -> float:
     return float(normalize(pred) == normalize(ref))
 
 
-@register_metric("token_f1", label="token F1", check_reference=_not_empty_when_normalised,
+@register_metric("token_f1", grades=True, label="token F1", check_reference=_not_empty_when_normalised,
                  description="F1 of normalised token overlap (SQuAD)")
 def token_f1(pred: str, ref: str) -> float:
     from collections import Counter
@@ -180,7 +182,7 @@ def _rouge_tokens(reference: str, **_) -> str | None:
     return None
 
 
-@register_metric("rouge_l", label="ROUGE-L", check_reference=_rouge_tokens,
+@register_metric("rouge_l", grades=True, label="ROUGE-L", check_reference=_rouge_tokens,
                  description="ROUGE-L F-measure (rouge-score, stemmed)")
 def rouge_l(pred: str, ref: str) -> float:
     global _ROUGE
@@ -205,7 +207,8 @@ def first_label(pred: str, labels: list[str]) -> str | None:
     return best
 
 
-@register_metric("accuracy", label="accuracy", options=("labels",), required=("labels",),
+@register_metric("accuracy", label="accuracy", options=("labels",), required=("labels",), grades=True,
+                 format_check=lambda pred, labels=None, **_: first_label(pred, labels or []) is not None,
                  check_reference=_one_of_labels, check_options=_labels_are_distinct,
                  description="1 if the label named in the prediction is the reference label")
 def accuracy(pred: str, ref: str, labels: list[str] | None = None) -> float:
@@ -213,7 +216,7 @@ def accuracy(pred: str, ref: str, labels: list[str] | None = None) -> float:
     return float(named is not None and normalize_label(named) == normalize_label(ref))
 
 
-@register_metric("contains", label="answer contained", check_reference=_not_empty_when_normalised,
+@register_metric("contains", grades=True, label="answer contained", check_reference=_not_empty_when_normalised,
                  description="1 if the normalised reference appears in the normalised prediction")
 def contains(pred: str, ref: str) -> float:
     r = normalize(ref)
@@ -237,7 +240,8 @@ def parse_json(text: str):
     return None
 
 
-@register_metric("json", label="JSON fields correct", options=("fields",), check_reference=_json_object,
+@register_metric("json", label="JSON fields correct", options=("fields",), check_reference=_json_object, grades=True,
+                 format_check=lambda pred, **_: isinstance(parse_json(pred), dict),
                  description="valid JSON object and the share of reference fields it matches")
 def json_fields(pred: str, ref: str, fields: list[str] | None = None) -> float:
     got, want = parse_json(pred), parse_json(ref)

@@ -8,6 +8,14 @@ Formats are detected per record and must agree within a file:
 - prompt_completion: ``prompt`` → ``completion``
 - question_answer: ``question`` → ``answer``
 - columns: an explicit ``data.columns`` mapping for anything else
+
+Preference data (``data_kind`` says which kind a file holds; the chosen or judged answer is
+``Record.output``, so every preference record also serves supervised fine-tuning):
+
+- preference: TRL's paired ``prompt`` / ``chosen`` / ``rejected``, as text or as messages
+- sharegpt_preference: LLaMA-Factory's ``conversations`` + ``chosen`` / ``rejected`` turns
+- openai_preference: OpenAI's ``input.messages`` + ``preferred_output`` / ``non_preferred_output``
+- unpaired: KTO's ``prompt`` / ``completion`` / ``label`` (text or messages), or ``messages`` + ``label``
 """
 from __future__ import annotations
 
@@ -24,6 +32,8 @@ class Record:
     output: str
     system: str | None = None
     history: list[dict] = field(default_factory=list)  # earlier {role, content} turns
+    rejected: str | None = None  # paired preference data: the worse answer (``output`` is the chosen one)
+    label: bool | None = None  # unpaired preference data (KTO): whether ``output`` is a desirable answer
     origin: tuple | None = field(default=None, compare=False, repr=False)  # (file, line) for errors
 
     def key(self) -> str:
@@ -35,8 +45,54 @@ class Record:
         return d
 
 
+PAIRED_FORMATS = ("preference", "sharegpt_preference", "openai_preference")
+UNPAIRED_FORMATS = ("unpaired",)
+SFT_FORMATS = ("alpaca", "sharegpt", "messages", "prompt_completion", "question_answer", "columns")
+KIND_WORDS = {"sft": "sft records (input → output)",
+              "preference": "paired preference records (prompt/chosen/rejected)",
+              "unpaired": "unpaired preference records (label)"}
+
+
+def data_kind(fmt_or_records) -> str:
+    """``"sft"``, ``"preference"`` (chosen/rejected pairs) or ``"unpaired"`` (KTO labels): what a
+    format, or a list of records, can train. The objectives a study may search depend on it.
+
+    >>> data_kind("sharegpt_preference"), data_kind([Record("q", "a", label=True)]), data_kind("alpaca")
+    ('preference', 'unpaired', 'sft')
+    """
+    if isinstance(fmt_or_records, str):
+        if fmt_or_records in PAIRED_FORMATS:
+            return "preference"
+        if fmt_or_records in UNPAIRED_FORMATS:
+            return "unpaired"
+        if fmt_or_records in SFT_FORMATS:
+            return "sft"
+        raise ValueError(f"no data kind for format {fmt_or_records!r} (detect the format first)")
+    kinds = {"preference" if r.rejected is not None else "unpaired" if r.label is not None else "sft"
+             for r in fmt_or_records}
+    if len(kinds) > 1:
+        raise ValueError(f"the records mix kinds: {', '.join(sorted(kinds))}")
+    return kinds.pop() if kinds else "sft"
+
+
+def is_preference(records) -> bool:
+    """Records that carry a preference (a rejected answer, or a desirable/undesirable label): their
+    quality is scored from likelihoods, not from a generated answer."""
+    return bool(records) and all(r.rejected is not None or r.label is not None for r in records)
+
+
 def detect_format(row: dict) -> str | None:
-    """The record format of one row, or None when no known format fits."""
+    """The record format of one row, or None when no known format fits. Preference formats come
+    first: their keys overlap the SFT ones (``prompt`` + ``completion`` + ``label`` is unpaired)."""
+    if "chosen" in row or "rejected" in row:
+        if isinstance(row.get("conversations"), list):
+            return "sharegpt_preference"
+        if "prompt" in row:
+            return "preference"
+    if "preferred_output" in row or "non_preferred_output" in row:
+        return "openai_preference"
+    if "label" in row and (("prompt" in row and "completion" in row) or isinstance(row.get("messages"), list)):
+        return "unpaired"
     if isinstance(row.get("conversations"), list):
         return "sharegpt"
     if isinstance(row.get("messages"), list):
@@ -54,7 +110,8 @@ _ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assi
          "model": "assistant", "system": "system"}
 
 
-def _from_turns(turns, role_key: str, text_key: str, where: str) -> Record:
+def _messages(turns, role_key: str, text_key: str, where: str) -> tuple[str | None, list[dict]]:
+    """(system prompt, the other turns as {role, content}) of a list of turns."""
     if not isinstance(turns, list):
         raise ValueError(f"'{where}' must be a list of turns, got {type(turns).__name__}")
     messages = []
@@ -68,6 +125,11 @@ def _from_turns(turns, role_key: str, text_key: str, where: str) -> Record:
     system = None
     if messages and messages[0]["role"] == "system":
         system = messages.pop(0)["content"] or None
+    return system, messages
+
+
+def _from_turns(turns, role_key: str, text_key: str, where: str) -> Record:
+    system, messages = _messages(turns, role_key, text_key, where)
     if len(messages) < 2 or messages[-1]["role"] != "assistant" or messages[-2]["role"] != "user":
         raise ValueError(f"{where} must end with a user turn followed by an assistant turn")
     for name, turn in (("user", messages[-2]), ("assistant", messages[-1])):
@@ -101,8 +163,11 @@ def _system(row: dict, key: str | None) -> str | None:
     return _text(row[key], key) or None
 
 
-def to_record(row: dict, fmt: str, columns=None) -> Record:
-    """Convert one row in format ``fmt``; raises ValueError naming the missing field."""
+def to_record(row: dict, fmt: str, columns=None, *, untyped: bool = False) -> Record:
+    """Convert one row in format ``fmt``; raises ValueError naming the missing field. ``untyped``:
+    the row comes from a file without types (CSV), so a ``label`` may be the text true or false."""
+    if fmt in PAIRED_FORMATS or fmt in UNPAIRED_FORMATS:
+        return _preference_record(row, fmt, untyped)
     def need(key):
         if key not in row and fmt == "columns":
             have = ", ".join(sorted(map(str, row))) or "none"
@@ -130,3 +195,86 @@ def to_record(row: dict, fmt: str, columns=None) -> Record:
     if fmt == "columns":
         return Record(input=need(columns.input), output=need(columns.output), system=_system(row, columns.system))
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def _preference_record(row: dict, fmt: str, untyped: bool) -> Record:
+    """A preference row: the prompt's turns, the chosen (or judged) answer as ``output``, and the
+    rejected answer (paired) or the label (unpaired)."""
+    if fmt == "unpaired":
+        if isinstance(row.get("messages"), list) and not ("prompt" in row and "completion" in row):
+            record = _from_turns(row["messages"], "role", "content", "messages")
+        else:
+            system, history, text = _prompt(row.get("prompt"), "prompt")
+            record = Record(input=text, output=_answer(row, "completion"), system=system, history=history)
+        record.label = _label(row.get("label"), untyped)
+        return record
+    if fmt == "openai_preference":
+        given = row.get("input")
+        if not isinstance(given, dict) or not isinstance(given.get("messages"), list):
+            raise ValueError("'input' must be an object with a list of 'messages'")
+        system, history, text = _prompt(given["messages"], "input.messages")
+        keys, turn = ("preferred_output", "non_preferred_output"), ("role", "content")
+    elif fmt == "sharegpt_preference":
+        system, history, text = _prompt(row.get("conversations"), "conversations", "from", "value")
+        keys, turn = ("chosen", "rejected"), ("from", "value")
+    else:
+        system, history, text = _prompt(row.get("prompt"), "prompt")
+        keys, turn = ("chosen", "rejected"), ("role", "content")
+    chosen, rejected = (_answer(row, k, *turn, lists_only=fmt == "openai_preference") for k in keys)
+    if chosen.strip() == rejected.strip():
+        raise ValueError(f"'{keys[0]}' and '{keys[1]}' are the same answer; a preference pair needs two different ones")
+    return Record(input=text, output=chosen, system=system, history=history, rejected=rejected)
+
+
+def _prompt(value, where: str, role_key: str = "role", text_key: str = "content") -> tuple[str | None, list[dict], str]:
+    """(system prompt, earlier turns, the last user turn) of a prompt given as text or as turns."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"missing or empty field '{where}'")
+    if not isinstance(value, list):
+        return None, [], _text(value, where)
+    system, messages = _messages(value, role_key, text_key, where)
+    if not messages or messages[-1]["role"] != "user":
+        raise ValueError(f"'{where}' must end with a user turn (the answers are given apart)")
+    if not messages[-1]["content"].strip():
+        raise ValueError(f"the last user turn in '{where}' is empty")
+    return system, messages[:-1], messages[-1]["content"]
+
+
+def _answer(row: dict, key: str, role_key: str = "role", text_key: str = "content", lists_only: bool = False) -> str:
+    """One answer: text, or one assistant turn (alone or in a list of one). ``lists_only``: the
+    format (OpenAI's) always writes a list, so anything else is a mistake worth naming."""
+    if key not in row:
+        raise ValueError(f"missing field '{key}'")
+    value = row[key]
+    shape = f"a list holding one {{{role_key}: assistant, {text_key}}} message"
+    if lists_only and not isinstance(value, list):
+        raise ValueError(f"'{key}' must be {shape}, got {type(value).__name__}")
+    if isinstance(value, list):
+        if len(value) != 1 or not isinstance(value[0], dict):
+            got = f"{len(value)} items" if len(value) != 1 else f"a list holding a {type(value[0]).__name__}"
+            raise ValueError(f"'{key}' must be {shape}, got {got}")
+        value = value[0]
+    if isinstance(value, dict):
+        if role_key not in value or text_key not in value:
+            raise ValueError(f"'{key}' needs '{role_key}' and '{text_key}'")
+        if _ROLE.get(str(value[role_key]).lower()) != "assistant":
+            raise ValueError(f"'{key}' must be an assistant turn, got {role_key} {value[role_key]!r}")
+        value = value[text_key]
+    text = _text(value, key, allow_empty=True)
+    if not text.strip():
+        raise ValueError(f"'{key}' is empty")
+    return text
+
+
+def _label(value, untyped: bool) -> bool:
+    """KTO's label: a boolean; CSV has no booleans, so there the text true / false counts."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        if untyped:
+            return value.strip().lower() == "true"
+        hint = " (a JSON string: write true or false without quotes)"
+    else:
+        hint = ""
+    shown = "nothing" if value is None else json.dumps(value, ensure_ascii=False)[:40]
+    raise ValueError(f"'label' must be true or false (is the completion a desirable answer?), got {shown}{hint}")

@@ -100,10 +100,32 @@ class Verdict(Model):
     rule: str
 
 
+class SeedRun(Model):
+    """One repetition of the measurement under ``--seeds``."""
+
+    seed: int
+    winner: str
+    recommendation: str
+    means: dict[str, float] = Field(description="each candidate's mean quality with this seed")
+
+
+class Stability(Model):
+    """How the verdict and each quality move when the seeds change (few-shot picks, training order,
+    bootstrap); the eval split stays the same."""
+
+    seeds: list[int]
+    runs: list[SeedRun]
+    wins: dict[str, int] = Field(description="candidate -> how many seeds it won")
+    spread: dict[str, list[float]] = Field(description="candidate -> [min, mean, max] of its quality over the seeds")
+    stable: bool = Field(description="the same candidate won with every seed")
+    summary: str = Field(description="the sentence the verdict shows")
+
+
 class Trial(Model):
     number: int
     state: str
     method: str
+    objective: str = Field("sft", description="the training objective: sft, dpo, kto, orpo, simpo, grpo, ...")
     params: dict[str, Any]
     trainable_params: int | None = None
     estimated_train_seconds: float | None = None
@@ -126,6 +148,8 @@ class Trial(Model):
     worker: str | None = Field(None, description="host:pid that ran it")
     phases: dict[str, float] = Field(default_factory=dict, description=(
         "seconds by phase: load_model, trainer_setup, optimizer_steps, validation, latency, save, other"))
+    training: dict[str, Any] = Field(default_factory=dict, description=(
+        "what the objective reports: its stages, a reward model's accuracy, rewards before and after"))
 
 
 class Study(Model):
@@ -136,6 +160,8 @@ class Study(Model):
     pruner: str
     trials: list[Trial]
     excluded_methods: dict[str, str] = Field(default_factory=dict, description="method -> why excluded")
+    training_objectives: list[str] = Field(default_factory=lambda: ["sft"], description="the objectives searched")
+    excluded_objectives: dict[str, str] = Field(default_factory=dict, description="objective -> why not searched")
     best_trial: int | None = None
     selection_rule: str = ""
     importance: dict[str, float] = Field(default_factory=dict)
@@ -158,6 +184,7 @@ class Results(Model):
     data: dict[str, Any]
     candidates: list[CandidateResult]
     verdict: Verdict | None = None
+    stability: Stability | None = None
     study: Study | None = None
     timings: dict[str, float] = Field(default_factory=dict)
 

@@ -26,7 +26,10 @@ from reports.appendix import appendix
 from reports.examples import pick_examples
 from reports.format import ci_label
 from reports.studyview import study_view
-from reports.view import CandidateRow, QualityCostPoint, Report
+from reports.view import CandidateRow, CurveView, QualityCostPoint, Report, StabilityRow, StabilityView
+
+# On preference data every candidate is scored by preference accuracy (foundation.likelihood).
+PREFERENCE_METRIC = {"preference": "preference_accuracy", "unpaired": "preference_sign_accuracy"}
 
 
 def build_report(results: Results, run_dir: str | Path | None) -> Report:
@@ -38,7 +41,8 @@ def build_report(results: Results, run_dir: str | Path | None) -> Report:
     cons = _section(ConstraintsConfig, task.get("constraints"))
     confidence = _section(VerdictConfig, task.get("verdict")).confidence
     ci = ci_label(confidence)
-    metric = str((task.get("metric") or {}).get("name", "score"))
+    kind = str((results.data or {}).get("kind", "sft"))
+    metric = PREFERENCE_METRIC.get(kind) or str((task.get("metric") or {}).get("name", "score"))
     verdict = results.verdict
     comparisons = {c.candidate: c for c in verdict.comparisons} if verdict else {}
     winner = _find(results, verdict.winner) if verdict else None
@@ -74,7 +78,29 @@ def build_report(results: Results, run_dir: str | Path | None) -> Report:
         examples_note=examples_note,
         study=study,
         appendix=appendix(results, metric),
+        curves=curve_views(results),
+        stability=stability_view(results),
+        data_kind=kind,
     )
+
+
+def curve_views(results: Results) -> tuple[CurveView, ...]:
+    out = []
+    for c in results.candidates:
+        curve = c.details.get("learning_curve") or {}
+        if curve.get("steps"):
+            out.append(CurveView(c.name, tuple(zip(curve["steps"], curve["validation"])),
+                                 bool(curve.get("still_improving")), int(curve.get("extended_steps", 0)),
+                                 str(curve.get("stopped", ""))))
+    return tuple(out)
+
+
+def stability_view(results: Results) -> StabilityView | None:
+    st = results.stability
+    if st is None:
+        return None
+    rows = tuple(StabilityRow(name, st.wins.get(name, 0), *st.spread[name]) for name in st.spread)
+    return StabilityView(tuple(st.seeds), st.stable, st.summary, tuple(r.winner for r in st.runs), rows)
 
 
 def report_json(results: Results, run_dir: str | Path | None = None, *, indent: int | None = 2) -> str:
@@ -161,4 +187,10 @@ def _row(c: CandidateResult, cmp, winner, best, cons) -> CandidateRow:
         best_quality=best is not None and c.name == best.name, status=status,
         diff_vs_best=cmp.diff_vs_best if cmp else None, p_value=cmp.p_value if cmp else None,
         violations=tuple(cmp.violations) if cmp else (),
+        format_share=c.details.get("format_share"), second_metric=_second_metric(c),
     )
+
+
+def _second_metric(c: CandidateResult) -> str:
+    g = c.details.get("generation_metric")
+    return f"{g['label']} of the answers vs the chosen ones: {g['mean']:.3f}" if isinstance(g, dict) else ""

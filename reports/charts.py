@@ -349,3 +349,19 @@ def methods_chart(methods: Sequence[MethodRow], W: int = 720) -> Markup:
 
 def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def curve_chart(points: Sequence[tuple[int, float]], W: int = 520, H: int = 260) -> Markup:
+    """A pilot's validation quality by training step: the learning curve."""
+    points = [(s, v) for s, v in points if _finite(v)]
+    if not points:
+        return Markup("")
+    steps = [s for s, _ in points]
+    x = Scale(0, max(steps) * 1.05, LEFT, W - RIGHT, integer=True)
+    y = _y_quality([v for _, v in points], H)
+    line = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in points)
+    body = [f'<polyline class="bestline" points="{line}"/>']
+    body += [f'<g class="complete"><title>step {s}: {fmt_quality(v)}</title>'
+             f'<circle cx="{x(s):.1f}" cy="{y(v):.1f}" r="5"/></g>' for s, v in points]
+    return _frame(x, y, "Training step", "Validation quality", lambda t: f"{t:g}", _pct_tick, body,
+                  "Learning curve", W, H)

@@ -39,6 +39,7 @@ def render_html(report: Report) -> str:
         "quality_cost": charts.quality_cost_chart(report.quality_cost, x_label=f"Total cost over {horizon}",
                                                   ci=report.ci_label),
     }
+    figs["curves"] = {c.name: charts.curve_chart(c.points) for c in report.curves}
     if study is not None:
         figs.update(
             pareto_cost=charts.pareto_chart(study.trials, by="cost"),

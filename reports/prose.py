@@ -9,8 +9,16 @@ from reports.format import fmt_ci, fmt_money, fmt_ms, fmt_quality, fmt_seconds
 from reports.view import Figure, StudyView
 
 
+PREFERENCE_LABELS = {  # preference data: quality is a likelihood comparison, not a metric of an answer
+    "preference_accuracy": "preference accuracy",  # the chosen answer more likely than the rejected one
+    "preference_sign_accuracy": "preference accuracy (unpaired)",  # desirable answers above the typical one
+}
+
+
 def metric_label(metric: str) -> str:
     """What a reader calls the metric ("exact match"), from the metric registry."""
+    if metric in PREFERENCE_LABELS:
+        return PREFERENCE_LABELS[metric]
     entry = METRICS.get(metric)
     return entry.label if entry is not None else metric.replace("_", " ")
 

@@ -32,7 +32,8 @@ def _is_number(text: str) -> bool:
 
 def _trial_row(t: Trial, best: int | None) -> TrialRow:
     return TrialRow(
-        number=t.number, state=_state(t.state), method=t.method, params=fmt_params(t.params),
+        number=t.number, state=_state(t.state), params=fmt_params(t.params),
+        method=t.method if t.objective == "sft" else f"{t.method} + {t.objective}",
         quality=_trial_quality(t), eval_quality=t.eval_quality, train_cost_usd=t.train_cost_usd,
         train_seconds=t.train_seconds, estimated_train_seconds=t.estimated_train_seconds,
         latency_p95_ms=t.latency_p95_ms, peak_memory_mb=t.peak_memory_mb, trainable_params=t.trainable_params,
@@ -82,7 +83,9 @@ def study_view(s: Study) -> StudyView:
     summary = (f"{counts['total']} trials: {counts.get('complete', 0)} finished, {counts.get('pruned', 0)} stopped "
                f"early (pruned), {counts.get('failed', 0)} failed"
                + (f", {counts.get('running', 0)} still running" if counts.get("running") else "")
-               + f"; {len(s.excluded_methods)} method(s) excluded. "
+               + f"; {len(s.excluded_methods)} method(s) excluded"
+               + (f"; objectives searched: {', '.join(s.training_objectives)}" if s.training_objectives != ["sft"] else "")
+               + ". "
                + f"Training time {fmt_seconds(total_seconds)}, cost {fmt_money(total_cost)}."
                + (" The search was interrupted." if interrupted else ""))
     best_eval = (s.best_eval.mean, s.best_eval.ci_low, s.best_eval.ci_high, s.best_eval.n) if s.best_eval else None
@@ -92,4 +95,5 @@ def study_view(s: Study) -> StudyView:
         top_trials=tuple(top), pareto=tuple(pareto), trials=trials, methods=tuple(method_rows),
         importance=tuple(sorted(s.importance.items(), key=lambda kv: -kv[1])),
         history=tuple(history), total_train_cost_usd=total_cost, total_train_seconds=total_seconds, summary=summary,
+        excluded_objectives=tuple(s.excluded_objectives.items()),
     )

@@ -37,6 +37,10 @@ def print_summary(results: Results, run_dir: str | Path, console: Console, quiet
     console.print(_verdict_panel(report))
     if report.rows:
         console.print(_comparison_table(report, console.width < WIDE, star))
+    for line in _quality_notes(report):
+        console.print(Text(line, style="dim"))
+    if report.stability is not None:
+        console.print(_stability_table(report.stability, star))
     if report.study is not None:
         _print_study(report.study, console, star, report.ci_label)
     return report
@@ -109,6 +113,39 @@ def _comparison_table(report: Report, narrow: bool, star: str) -> Table:
     return table
 
 
+def _quality_notes(report: Report) -> list[str]:
+    """What the table cannot show: how preference data is scored, the pilots' learning curves,
+    the shares of well-formed answers, the second figure on preference data."""
+    out = []
+    if report.data_kind != "sft":
+        out.append("Quality on preference data: the share of held-out pairs where the option's own likelihood "
+                   "prefers the chosen answer (unpaired: ranks desirable answers above its typical one).")
+    for c in report.curves:
+        points = ", ".join(f"{v:.2f}@{s}" for s, v in c.points)
+        state = "still rising" if c.still_improving else "flat"
+        more = f", {c.extended_steps} extra steps" if c.extended_steps else ""
+        out.append(f"Learning curve of {c.name} (validation quality @ step): {points} — {state}{more}; {c.stopped}")
+    shares = [f"{r.name} {r.format_share:.0%}" for r in report.rows if r.format_share is not None]
+    if shares:
+        out.append("Answers in the expected form: " + ", ".join(shares))
+    out += [f"{r.name}: {r.second_metric}" for r in report.rows if r.second_metric]
+    return out
+
+
+def _stability_table(st, star: str) -> Table:
+    table = Table(title=f"Stability over {len(st.seeds)} seeds ({', '.join(map(str, st.seeds))})",
+                  box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, show_edge=False)
+    for name, justify in (("Option", "left"), ("Wins", "right"), ("Quality min", "right"), ("mean", "right"),
+                          ("max", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for r in st.rows:
+        table.add_row(r.name, f"{r.wins} of {len(st.seeds)}", fmt_quality(r.low), fmt_quality(r.mean),
+                      fmt_quality(r.high))
+    table.caption = st.summary
+    table.caption_justify = "left"
+    return table
+
+
 def _trial_table(title: str, rows: tuple[TrialRow, ...], narrow: bool, star: str) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, show_edge=False)
     table.add_column("#", justify="right", no_wrap=True)
@@ -153,3 +190,5 @@ def _print_study(study: StudyView, console: Console, star: str, ci: str) -> None
         console.print(Text(f"- {m.method}: {m.reason}", style="dim"))
     for m in excluded:
         console.print(Text(f"- {m.method} excluded: {m.reason}", style="dim"))
+    for name, reason in study.excluded_objectives:
+        console.print(Text(f"- objective {name} not searched: {reason}", style="dim"))

@@ -43,6 +43,8 @@ class CandidateRow:
     diff_vs_best: float | None = None
     p_value: float | None = None
     violations: tuple[str, ...] = ()
+    format_share: float | None = None  # answers in the metric's expected form (valid JSON, a label)
+    second_metric: str = ""  # on preference data: the task's metric of the answers against the chosen ones
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class StudyView:
     total_train_cost_usd: float
     total_train_seconds: float
     summary: str
+    excluded_objectives: tuple[tuple[str, str], ...] = ()  # training objectives not searched, and why
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,37 @@ class Appendix:
     schema_version: int
     advise_version: str
     created: str
+
+
+@dataclass(frozen=True)
+class CurveView:
+    """A pilot's learning curve: validation quality by step."""
+
+    name: str
+    points: tuple[tuple[int, float], ...]
+    still_improving: bool
+    extended_steps: int
+    stopped: str
+
+
+@dataclass(frozen=True)
+class StabilityRow:
+    name: str
+    wins: int
+    low: float
+    mean: float
+    high: float
+
+
+@dataclass(frozen=True)
+class StabilityView:
+    """``advise run --seeds N``: who won with each seed and how far each quality moved."""
+
+    seeds: tuple[int, ...]
+    stable: bool
+    summary: str
+    winners: tuple[str, ...]  # per seed, in order
+    rows: tuple[StabilityRow, ...]
 
 
 @dataclass(frozen=True)
@@ -183,6 +217,9 @@ class Report:
     examples_note: str
     study: StudyView | None
     appendix: Appendix
+    curves: tuple[CurveView, ...] = ()
+    stability: StabilityView | None = None
+    data_kind: str = "sft"  # sft, preference (pairs) or unpaired: what the quality measures
 
     @property
     def ci_label(self) -> str:

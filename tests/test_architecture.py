@@ -17,9 +17,11 @@ LAYERS = [
     ("foundation", 0),  # config, data, metrics, models, generation, measurements, results schema
     ("tuner.space", 1), ("tuner.methods", 1), ("tuner.modelfacts", 1), ("tuner.training", 1),
     ("tuner.objectives", 1), ("tuner.evaluate", 1), ("tuner.estimate", 1), ("tuner.artifacts", 1),
-    ("tuner.trial", 1), ("tuner.lengths", 1), ("tuner.cuda", 1),  # the training kit: the pilot baseline is a fixed trial of it
+    ("tuner.trial", 1), ("tuner.lengths", 1), ("tuner.cuda", 1),
+    ("tuner.preference", 1), ("tuner.rl", 1), ("tuner.reward_model", 1), ("tuner.pretrain", 1),  # objectives beyond SFT
+    ("tuner.curve", 1),  # the pilot's learning curve  # the training kit: the pilot baseline is a fixed trial of it
     ("baselines", 2),
-    ("advisor.verdict", 3),
+    ("advisor.verdict", 3), ("advisor.cautions", 3),
     ("tuner", 4),  # the study: storage, summary, study, export
     ("reports", 5),
     ("advisor", 6), ("service", 6),  # orchestration: task loading, pipeline, CLI, the service

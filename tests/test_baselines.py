@@ -27,7 +27,7 @@ def test_registry_carries_its_facts_and_every_entry_has_a_config_section():
     assert set(entries) == set(BaselinesConfig.model_fields)  # `baselines.<name>:` for each
     for b in entries.values():
         assert b.kind and b.headline and b.action
-    assert [b.name for b in entries.values() if b.fine_tuned] == ["finetune"]
+    assert [b.name for b in entries.values() if b.fine_tuned] == ["finetune", "finetune_rag"]
     with pytest.raises(ValueError, match="already registered"):
         register_baseline("rag", order=99, kind="x", headline="x", action="x")(lambda ctx: [])
     with pytest.raises(ValueError, match="order 0 is taken"):
@@ -38,6 +38,8 @@ def test_registry_carries_its_facts_and_every_entry_has_a_config_section():
 @pytest.mark.parametrize("name", NAMES)
 def test_baseline_measures_every_eval_example(tiny, tmp_path, name):
     ctx = make_ctx(tiny, write_task(tmp_path / "t"))
+    if "rag" in load_all()[name].needs:  # FT + RAG trains and answers with RAG's retriever
+        load_all()["rag"].run(ctx)
     out = load_all()[name].run(ctx)
     assert out and all(c.baseline == name for c in out)
     for c in out:

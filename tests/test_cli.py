@@ -36,8 +36,9 @@ def test_init_validate_run_report_on_the_tiny_model(tmp_path):
     run_dir = tmp_path / "t" / "runs" / "t"
     results = json.loads((run_dir / "results.json").read_text())
     assert results["schema_version"] == 2 and results["status"] == "complete"
-    assert [c["name"] for c in results["candidates"]] == ["prompt-zero-shot", "prompt-few-shot", "rag", "finetune"]
-    assert results["verdict"]["recommendation"] in ("prompt", "rag", "finetune")
+    assert [c["name"] for c in results["candidates"]] == ["prompt-zero-shot", "prompt-few-shot", "rag", "finetune",
+                                                        "finetune+rag"]
+    assert results["verdict"]["recommendation"] in ("prompt", "rag", "finetune", "finetune_rag")
     assert set(results["timings"]) >= {"load_data", "load_model", "prompt", "rag", "finetune"}
     assert summary["verdict"]["recommendation"] == results["verdict"]["recommendation"]
     for c in results["candidates"]:

@@ -6,22 +6,29 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from foundation.generation import generate, task_prompts, time_single_queries
+from foundation.generation import generate, render_prompt, task_prompts, time_single_queries
 from foundation.metrics import score
+from foundation.records import is_preference
 
 
 @dataclass
 class Evaluator:
-    """Generates for a split with the task's prompt and scores it with the task's metric."""
+    """Generates for a split with the task's prompt and scores it with the task's metric; on
+    preference data, scores the candidate's preference accuracy on the split's pairs instead
+    (no generation needed)."""
 
     task: object
     tokenizer: object
     records: list
     embedder: object = None
     prompts: list = field(default_factory=list)
+    messages_for: object = None  # record -> prompt messages, when not the task's own (FT + RAG)
 
     def __post_init__(self):
-        self.prompts = task_prompts(self.tokenizer, self.task.prompt, self.records)
+        if self.messages_for is None:
+            self.prompts = task_prompts(self.tokenizer, self.task.prompt, self.records)
+        else:
+            self.prompts = [render_prompt(self.tokenizer, self.messages_for(r)) for r in self.records]
 
     def texts(self, model) -> list[str]:
         side = self.tokenizer.padding_side
@@ -34,8 +41,14 @@ class Evaluator:
             if was_training:
                 model.train()
 
-    def scores(self, model) -> list[float]:
-        return score(self.task, self.texts(model), [r.output for r in self.records], self.embedder)
+    def scores(self, model, texts: list[str] | None = None) -> list[float]:
+        """Per-record quality; ``texts`` are the model's answers when already generated."""
+        if is_preference(self.records):
+            from foundation.likelihood import preference_scores
+
+            return preference_scores(model, self.tokenizer, self.prompts, self.records)[0]
+        texts = self.texts(model) if texts is None else texts
+        return score(self.task, texts, [r.output for r in self.records], self.embedder)
 
     def mean(self, model) -> float:
         return sum(self.scores(model)) / len(self.records)
@@ -47,11 +60,13 @@ class Evaluator:
             list(range(len(self.prompts))), n)
 
 
-def pruning_callback(trial, evaluate, eval_every: int):
+def pruning_callback(trial, evaluate, eval_every: int, planned_steps: int | None = None):
     """A ``TrainerCallback`` reporting validation quality to ``trial`` every ``eval_every`` steps.
 
     It stops training when the pruner says so or when the loss (or gradient norm) stops being
-    finite; the caller then raises ``optuna.TrialPruned`` with ``callback.reason``.
+    finite; the caller then raises ``optuna.TrialPruned`` with ``callback.reason``. Steps are
+    counted by the callback over every stage of the objective (SFT then DPO are two trainers,
+    each counting from 0); the last of ``planned_steps`` is scored by the caller.
     """
     from transformers import TrainerCallback
 
@@ -65,12 +80,15 @@ def pruning_callback(trial, evaluate, eval_every: int):
             for key in ("loss", "grad_norm"):
                 value = (logs or {}).get(key)
                 if value is not None and not math.isfinite(value) and self.reason is None:
-                    self.reason = f"{key.replace('_', ' ')} became {value} at step {state.global_step}"
+                    self.reason = f"{key.replace('_', ' ')} became {value} at step {self.done}"
                     control.should_training_stop = True
 
+        done = 0
+
         def on_step_end(self, args, state, control, model=None, **kw):
-            step = state.global_step
-            if self.reason is not None or step % eval_every or step >= state.max_steps:
+            self.done += 1
+            step = self.done
+            if self.reason is not None or step % eval_every or step >= (planned_steps or state.max_steps):
                 return  # the last step is scored by the caller, with per-example scores
             t0 = time.perf_counter()
             value = evaluate(model)

@@ -39,15 +39,17 @@ class LengthFit:
         return text
 
 
-def record_token_lengths(tokenizer, prompt, records) -> list[tuple[int, int]]:
-    """(prompt tokens, prompt + answer tokens) of each record, formatted as training formats it."""
+def record_token_lengths(tokenizer, prompt, records, messages_for=None) -> list[tuple[int, int]]:
+    """(prompt tokens, prompt + answer tokens) of each record, formatted as training formats it
+    (``messages_for(record)``: the prompt messages, when not the task's own)."""
     out = []
     for r in records:
-        messages = task_messages(prompt, r)
+        messages = messages_for(r) if messages_for else task_messages(prompt, r)
         prompt_ids = _ids(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True))
-        full_ids = _ids(tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": r.output}],
-                                                      tokenize=True))
-        out.append((len(prompt_ids), max(len(full_ids), len(prompt_ids) + 1)))
+        longest = max(len(_ids(tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}],
+                                                             tokenize=True)))
+                      for answer in (r.output, r.rejected) if answer is not None)  # DPO trains on both answers
+        out.append((len(prompt_ids), max(longest, len(prompt_ids) + 1)))
     return out
 
 

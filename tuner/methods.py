@@ -323,21 +323,28 @@ HYPERPARAMETERS = tuple(CATALOGUE) + tuple(hp.name for hp in SHARED)
 
 
 def check_search_key(key: str, override) -> str | None:
-    """Why a ``tune.search`` entry is wrong, or None. Keys are ``name`` or ``method.name``."""
+    """Why a ``tune.search`` entry is wrong, or None. Keys are ``name``, ``method.name`` or
+    ``objective.name`` (``dpo.beta``)."""
+    from tuner.objectives import OBJECTIVES
+
+    owners = {**{n: m.hyperparameters for n, m in METHODS.items()},
+              **{n: o.hyperparameters for n, o in OBJECTIVES.items()}}
     if "." in key:
-        method_name, name = key.split(".", 1)
-        if method_name not in METHODS:
-            return f"unknown method {method_name!r} in {key!r}; choose one of {', '.join(METHODS)}"
-        method = METHODS[method_name]
-        spec = {hp.name: hp for hp in method.hyperparameters}.get(name)
+        owner, name = key.split(".", 1)
+        if owner not in owners:
+            return (f"unknown method {owner!r} in {key!r}; choose one of {', '.join(METHODS)} "
+                    f"(or an objective: {', '.join(OBJECTIVES)})")
+        spec = {hp.name: hp for hp in owners[owner]}.get(name)
         if spec is None:
-            takes = ", ".join(hp.name for hp in method.hyperparameters)
-            return f"method {method_name!r} has no hyperparameter {name!r}; it takes {takes}"
+            takes = ", ".join(hp.name for hp in owners[owner]) or "none"
+            kind = "method" if owner in METHODS else "objective"
+            return f"{kind} {owner!r} has no hyperparameter {name!r}; it takes {takes}"
         return spec.check_override(override)
     specs = [hp for hp in SHARED if hp.name == key] or [
-        hp for m in METHODS.values() for hp in m.hyperparameters if hp.name == key]
+        hp for hps in owners.values() for hp in hps if hp.name == key]
     if not specs:
-        return f"unknown hyperparameter {key!r}; choose one of {', '.join(HYPERPARAMETERS)} (or method.name)"
+        return (f"unknown hyperparameter {key!r}; choose one of {', '.join(HYPERPARAMETERS)} "
+                "(or method.name, objective.name)")
     for spec in specs:
         problem = spec.check_override(override)
         if problem:
@@ -345,11 +352,21 @@ def check_search_key(key: str, override) -> str | None:
     return None
 
 
-def check_tune_section(tune) -> tuple[str, str] | None:
-    """(key path, problem) for the first ``tune:`` entry this registry cannot honour, or None."""
+def check_tune_section(tune, baselines=None) -> tuple[str, str] | None:
+    """(key path, problem) for the first ``tune:`` entry (or the pilot's ``baselines.finetune.objective``)
+    the registries cannot honour, or None."""
     for i, name in enumerate(tune.methods or ()):
         if name not in METHODS:
             return f"tune.methods.{i}", f"unknown method {name!r}; choose from {', '.join(METHODS)}"
+    from tuner.objectives import check_objectives
+
+    problem = check_objectives(tune.objectives)
+    if problem:
+        index, _, message = problem.partition(": ")
+        return f"tune.objectives.{index}", message
+    pilot = getattr(baselines, "finetune", None) if baselines is not None else None
+    if pilot is not None and pilot.objective != "auto" and check_objectives([pilot.objective]):
+        return "baselines.finetune.objective", check_objectives([pilot.objective]).partition(": ")[2]
     for key, override in tune.search.items():
         problem = check_search_key(key, override)
         if problem:

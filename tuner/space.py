@@ -148,23 +148,29 @@ CATALOGUE = {hp.name: hp for hp in (
 )}
 
 class SearchSpace:
-    """The define-by-run space over ``methods`` with the user's overrides applied.
+    """The define-by-run space over ``methods`` (and training ``objectives``) with the user's
+    overrides applied.
 
     ``suggest(trial)`` returns clean parameters: ``{"method": "lora", "rank": 8, ...,
-    "epochs": 2.0, ...}``; ``optuna_params(clean)`` turns such a dict back into Optuna's
-    names (used to enqueue the pilot and retried trials).
+    "epochs": 2.0, ..., "objective": "sft"}``; ``optuna_params(clean)`` turns such a dict back
+    into Optuna's names (used to enqueue the pilot and retried trials). With one objective the
+    study has no objective dimension at all (an SFT-only study samples what it always did); with
+    several, the objective is a categorical like the method, and its own hyperparameters are
+    named ``<objective>.<name>`` (``dpo.beta``).
     """
 
-    def __init__(self, methods, overrides: dict | None = None):
+    def __init__(self, methods, overrides: dict | None = None, objectives=None):
         if not methods:
             raise ValueError("the search space needs at least one method")
         self.methods = {m.name: m for m in methods}
         self.overrides = dict(overrides or {})
+        self.objectives = {o.name: o for o in objectives or ()}
 
-    def spec(self, method_name: str | None, hp: Hyperparameter) -> Hyperparameter:
+    def spec(self, owner: str | None, hp: Hyperparameter) -> Hyperparameter:
+        """``hp`` with the overrides of its plain name and of ``<owner>.<name>`` (a method or an objective)."""
         spec = hp.overridden(self.overrides.get(hp.name))
-        if method_name is not None:
-            spec = spec.overridden(self.overrides.get(f"{method_name}.{hp.name}"))
+        if owner is not None:
+            spec = spec.overridden(self.overrides.get(f"{owner}.{hp.name}"))
         return spec
 
     def suggest(self, trial) -> dict:
@@ -174,16 +180,32 @@ class SearchSpace:
             params[hp.name] = self.spec(name, hp).suggest(trial, f"{name}.{hp.name}")
         for hp in SHARED:
             params[hp.name] = self.spec(None, hp).suggest(trial, hp.name)
+        if self.objectives:
+            objective = self._objective_choice(trial)
+            for hp in self.objectives[objective].hyperparameters:
+                params[hp.name] = self.spec(objective, hp).suggest(trial, f"{objective}.{hp.name}")
+            params["objective"] = objective
         return params
+
+    def _objective_choice(self, trial) -> str:
+        if len(self.objectives) == 1:
+            return next(iter(self.objectives))
+        return trial.suggest_categorical("objective", list(self.objectives))
 
     def enqueueable(self, method: str, params: dict) -> dict | None:
         """A configuration (clean names) as Optuna parameters this space can enqueue: values outside
-        a narrowed ``choices`` are left for the sampler; None when the method is not searched."""
+        a narrowed ``choices`` are left for the sampler; None when the method or objective is not searched."""
         if method not in self.methods:
             return None
+        objective = params.get("objective")
+        if self.objectives and objective is not None and objective not in self.objectives:
+            return None
         clean = {"method": method, **params}
-        for hp in self.methods[method].hyperparameters + SHARED:
-            choices = self.spec(method if hp not in SHARED else None, hp).choices
+        owned = [(method, hp) for hp in self.methods[method].hyperparameters] + [(None, hp) for hp in SHARED]
+        if objective in self.objectives:
+            owned += [(objective, hp) for hp in self.objectives[objective].hyperparameters]
+        for owner, hp in owned:
+            choices = self.spec(owner, hp).choices
             if choices and hp.name in clean and clean[hp.name] not in choices:
                 clean.pop(hp.name)
         return self.optuna_params(clean)
@@ -198,6 +220,13 @@ class SearchSpace:
         for hp in SHARED:
             if hp.name in clean:
                 out[hp.name] = clean[hp.name]
+        objective = clean.get("objective")
+        if objective in self.objectives:
+            if len(self.objectives) > 1:
+                out["objective"] = objective
+            for hp in self.objectives[objective].hyperparameters:
+                if hp.name in clean:
+                    out[f"{objective}.{hp.name}"] = clean[hp.name]
         return out
 
 

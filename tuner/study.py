@@ -23,13 +23,16 @@ from foundation.progress import QUIET
 from foundation.results import Study, TrialConfig
 from tuner.evaluate import Evaluator
 from tuner.methods import METHODS, applicable
+from tuner.objectives import OBJECTIVES, ObjectiveFacts
+from tuner.objectives import applicable as applicable_objectives
 from tuner.modelfacts import model_facts
 from tuner.space import SearchSpace
 from tuner.storage import check_same_search, open_storage
 from tuner.summary import result_trial, summarize, task_embedder
-from tuner.trial import TrainingKit, TrialContext, objective
+from tuner.trial import TrainingKit, TrialContext, TrialPrompts, objective
 
 FAILURES_IN_A_ROW = 3  # stop a search that only fails (a broken setup, not bad luck)
+CPT_CHUNK_TOKENS = 256  # continued pre-training trains on corpus windows of this many model tokens
 
 
 def make_pruner(tune):
@@ -116,15 +119,16 @@ def _enqueue_retries(study, tune) -> int:
     return n
 
 
-def _fix_methods(study, methods, excluded, notes) -> list[str]:
-    """Categorical choices must not change within a study: the first worker fixes the methods."""
-    stored = study.user_attrs.get("methods")
+def _fix_choices(study, what: str, chosen, excluded, notes) -> list[str]:
+    """Categorical choices must not change within a study: the first worker fixes the methods
+    (``what="methods"``) and the objectives."""
+    stored = study.user_attrs.get(what)
     if stored is None:
-        study.set_user_attr("methods", [m.name for m in methods])
-        study.set_user_attr("excluded_methods", excluded)
-        return [m.name for m in methods]
-    if set(stored) != {m.name for m in methods}:
-        notes.append(f"the study searches {', '.join(stored)} as fixed when it started; this worker's tune.methods "
+        study.set_user_attr(what, [m.name for m in chosen])
+        study.set_user_attr(f"excluded_{what}", excluded)
+        return [m.name for m in chosen]
+    if set(stored) != {m.name for m in chosen}:
+        notes.append(f"the study searches {', '.join(stored)} as fixed when it started; this worker's tune.{what} "
                      "or hardware would give a different set (start a new study to change it)")
     return stored
 
@@ -144,9 +148,9 @@ def _open_study(task, run_dir: Path, storage: str | None, resume: bool, notes: l
     return study, url, bool(explicit), pruner_text
 
 
-def _worker(task, splits, run_dir: Path, progress):
-    """What this worker needs before it can run a trial: the model's facts, the methods that apply
-    here, and the training kit (tokenizer, train records)."""
+def _worker(task, splits, corpus, run_dir: Path, progress):
+    """What this worker needs before it can run a trial: the model's facts, the methods and
+    objectives that apply here, and the training kit (tokenizer, train records, corpus chunks)."""
     from foundation.models import load_model, load_tokenizer, pick_device, resolve_model
 
     device = pick_device(task.device)
@@ -159,14 +163,31 @@ def _worker(task, splits, run_dir: Path, progress):
     if not methods:
         raise AdviseError("no fine-tuning method applies here: " + "; ".join(f"{k}: {v}" for k, v in excluded.items()),
                           where="tune.methods")
+    objectives, excluded_objectives = applicable_objectives(
+        task.tune.objectives, ObjectiveFacts.of(task, splits.kind, corpus))
+    if not objectives:
+        raise AdviseError("no training objective applies to this data: " + "; ".join(
+            f"{k}: {v}" for k, v in excluded_objectives.items()), where="tune.objectives")
     kit = TrainingKit(task=task, records=splits.train, device=device, source=source, tokenizer=tokenizer,
-                      facts=facts, progress=progress, model_config=config, reuse_base=True)
-    return kit, methods, excluded
+                      facts=facts, progress=progress, model_config=config, reuse_base=True,
+                      corpus=_corpus_chunks(corpus, tokenizer, objectives), validation=splits.validation,
+                      run_dir=run_dir)
+    return kit, (methods, excluded), (objectives, excluded_objectives)
+
+
+def _corpus_chunks(corpus, tokenizer, objectives) -> list[str]:
+    """The corpus cut into training-sized windows of the model's own tokens, when an objective
+    pre-trains on it (``cpt+sft``); otherwise nothing is cut."""
+    if not corpus or not any("cpt" in o.stages for o in objectives):
+        return []
+    from baselines.rag import chunk_documents
+
+    return [c.text for c in chunk_documents(corpus, tokenizer, CPT_CHUNK_TOKENS, CPT_CHUNK_TOKENS // 8)]
 
 
 def _enqueue_first(study, space: SearchSpace, pilot: TrialConfig | None, enqueue: list[dict] | None) -> None:
     """A fresh study runs the pilot's configuration first, then the ``enqueue`` ones."""
-    first = [(pilot.method, pilot.params, "pilot")] if pilot else []
+    first = [(pilot.method, {**pilot.params, "objective": pilot.objective}, "pilot")] if pilot else []
     first += [(c["method"], {k: v for k, v in c.items() if k != "method"}, "enqueued") for c in enqueue or []]
     for method, params, origin in first:
         optuna_params = space.enqueueable(method, params)
@@ -175,14 +196,15 @@ def _enqueue_first(study, space: SearchSpace, pilot: TrialConfig | None, enqueue
 
 
 def _trial_context(kit: TrainingKit, splits, run_dir: Path, space: SearchSpace, local_excluded: dict,
-                   notes: list[str]) -> TrialContext:
+                   notes: list[str], prompts: TrialPrompts | None = None) -> TrialContext:
     from foundation.costs import hourly_price
     from tuner.estimate import mean_record_tokens, measure_flops
     from tuner.lengths import record_token_lengths, training_length
 
     task = kit.task
-    lengths = record_token_lengths(kit.tokenizer, task.prompt, splits.train)
-    fit = training_length(lengths, task.tune.max_seq_length, kit.model_config, "tune.max_seq_length")
+    lengths = record_token_lengths(kit.tokenizer, task.prompt, splits.train, kit.messages_for)
+    fit = training_length(lengths, None if prompts else task.tune.max_seq_length, kit.model_config,
+                          "tune.max_seq_length")
     if fit.truncated or fit.dropped or fit.derived:
         notes.append(fit.describe("tune.max_seq_length"))
     validation_records = splits.validation
@@ -192,7 +214,8 @@ def _trial_context(kit: TrainingKit, splits, run_dir: Path, space: SearchSpace, 
                      "trials were selected on train, so the validation numbers are optimistic")
     return TrialContext(
         kit=kit, run_dir=run_dir, space=space, local_excluded=local_excluded,
-        validation=Evaluator(task, kit.tokenizer, validation_records, task_embedder(task, kit.device)),
+        validation=Evaluator(task, kit.tokenizer, validation_records, task_embedder(task, kit.device),
+                             messages_for=(prompts.validation if splits.validation else prompts.train) if prompts else None),
         price_per_hour=hourly_price(task.constraints, kit.device), flops_per_second=measure_flops(kit.device),
         tokens_per_record=mean_record_tokens(lengths, fit.max_seq_length), max_seq_length=fit.max_seq_length)
 
@@ -254,7 +277,8 @@ def _run_retries_of_dead_workers(study, tune, optimize) -> None:
 
 def run_study(task, splits, *, run_dir: Path, progress=QUIET, pilot: TrialConfig | None = None,
               storage: str | None = None, n_trials: int | None = None, resume: bool = False,
-              enqueue: list[dict] | None = None, study_name: str | None = None) -> Study:
+              enqueue: list[dict] | None = None, study_name: str | None = None, corpus=(),
+              prompts: TrialPrompts | None = None) -> Study:
     """Run (or resume, or join) the study for ``task``; returns the summary stored in results.json.
 
     ``n_trials`` caps this worker's trials (``advise tune --n-trials``); the study as a whole
@@ -262,7 +286,9 @@ def run_study(task, splits, *, run_dir: Path, progress=QUIET, pilot: TrialConfig
     A fresh study runs the ``pilot`` configuration first, then the ``enqueue`` configurations
     (clean parameters, e.g. ``{"method": "lora", "learning_rate": 1e-6}``), then sampled ones.
     ``study_name`` names the study in its storage (default: the task's name); the service gives
-    each run its own, so many runs can share one storage.
+    each run its own, so many runs can share one storage. ``corpus`` (documents) feeds continued
+    pre-training; ``prompts`` replaces the task's prompts in training, validation and eval (the
+    FT + RAG candidate's retrieved context, when it won).
     """
     import optuna
 
@@ -270,13 +296,19 @@ def run_study(task, splits, *, run_dir: Path, progress=QUIET, pilot: TrialConfig
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial's outcome is logged by _log_trial
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    kit, methods, excluded = _worker(task, splits, run_dir, progress)
+    kit, (methods, excluded), (objectives, excluded_objectives) = _worker(task, splits, corpus, run_dir, progress)
+    kit.messages_for = prompts.train if prompts else None
 
     notes: list[str] = []
     study, url, shared, pruner_text = _open_study(task, run_dir, storage, resume, notes, study_name)
-    stored = _fix_methods(study, methods, excluded, notes)
+    stored = _fix_choices(study, "methods", methods, excluded, notes)
+    if "objectives" not in study.user_attrs and study.get_trials(deepcopy=False):
+        stored_objectives = ["sft"]  # a study started before objectives were searched trained SFT only
+    else:
+        stored_objectives = _fix_choices(study, "objectives", objectives, excluded_objectives, notes)
     check_same_search(study, task.tune, url, task.source_path)
-    space = SearchSpace([METHODS[name] for name in stored], task.tune.search)
+    space = SearchSpace([METHODS[name] for name in stored], task.tune.search,
+                        [OBJECTIVES[name] for name in stored_objectives])
     existing = study.get_trials(deepcopy=False)
     # A fresh single-worker study is reproducible from task.seed; a resumed or shared one must
     # not replay the same random start-up samples as the other workers.
@@ -288,9 +320,10 @@ def run_study(task, splits, *, run_dir: Path, progress=QUIET, pilot: TrialConfig
         notes.append(f"re-enqueued {retried} trial(s) interrupted by Ctrl-C")
 
     local_excluded = {name: reason for name, reason in excluded.items() if name in stored}
-    ctx = _trial_context(kit, splits, run_dir, space, local_excluded, notes)
+    ctx = _trial_context(kit, splits, run_dir, space, local_excluded, notes, prompts)
     status, stopped = _optimize(study, ctx, n_trials, progress)
-    return summarize(study, task, splits, run_dir=run_dir, storage_url=url, excluded=excluded, status=status,
+    return summarize(study, task, splits, run_dir=run_dir, storage_url=url, excluded=excluded,
+                     excluded_objectives=excluded_objectives, status=status,
                      stopped_reason=stopped, notes=notes, sampler=sampler_text, pruner=pruner_text,
                      flops_per_second=ctx.flops_per_second, evaluator=ctx.validation, device=kit.device,
-                     progress=progress)
+                     progress=progress, eval_messages=prompts.eval if prompts else None)

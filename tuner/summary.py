@@ -36,6 +36,8 @@ def result_trial(t) -> Trial:
     """An Optuna FrozenTrial as the Trial stored in results.json."""
     u = t.user_attrs
     params = clean_params(t.params)
+    objective = u.get("objective", params.pop("objective", "sft"))
+    params.pop("objective", None)
     note = u.get("note")
     if t.state.name == "FAIL" and note is None:
         note = t.system_attrs.get("fail_reason") or "failed (its worker stopped sending heartbeats)"
@@ -43,6 +45,7 @@ def result_trial(t) -> Trial:
     retry_of = u.get("retry_of", t.system_attrs.get("failed_trial"))
     return Trial(
         number=t.number, state=_STATES.get(t.state.name, t.state.name.lower()), method=params.get("method", "?"),
+        objective=objective, training=u.get("training", {}),
         params=params, trainable_params=u.get("trainable_params"),
         estimated_train_seconds=u.get("estimated_train_seconds"), train_seconds=u.get("train_seconds"),
         train_cost_usd=u.get("train_cost_usd"), peak_memory_mb=u.get("peak_memory_mb"),
@@ -132,9 +135,10 @@ def importance(study) -> tuple[dict[str, float], str | None]:
 
 
 def summarize(study, task, splits, *, run_dir: Path, storage_url: str, excluded: dict, status: str,
+              excluded_objectives: dict | None = None,
               stopped_reason: str | None, notes: list[str], sampler: str, pruner: str,
               flops_per_second: float | None = None, evaluator: Evaluator | None = None, device: str | None = None,
-              progress=QUIET) -> Study:
+              progress=QUIET, eval_messages=None) -> Study:
     """Build the results.json summary; evaluate the recommended trial on the eval split once."""
     frozen = study.get_trials(deepcopy=False)
     trials = [result_trial(t) for t in frozen]
@@ -147,6 +151,8 @@ def summarize(study, task, splits, *, run_dir: Path, storage_url: str, excluded:
     summary = Study(study_name=study.study_name, storage=hide_password(storage_url), status=status,
                     sampler=sampler, pruner=pruner, trials=trials,
                     excluded_methods=dict(study.user_attrs.get("excluded_methods", excluded)), best_trial=best,
+                    training_objectives=list(study.user_attrs.get("objectives", ["sft"])),
+                    excluded_objectives=dict(study.user_attrs.get("excluded_objectives", excluded_objectives or {})),
                     selection_rule=SELECTION_RULE.format(conf=task.verdict.confidence, min_gain=task.verdict.min_gain),
                     importance=imp, importance_evaluator=imp_evaluator, objectives=OBJECTIVES,
                     stopped_reason=stopped_reason, notes=notes + how, flops_per_second=flops_per_second)
@@ -160,7 +166,7 @@ def summarize(study, task, splits, *, run_dir: Path, storage_url: str, excluded:
             shutil.copytree(source_dir, tmp)
             replace_dir(tmp, best_dir)
             summary.best_adapter_dir = str(best_dir.relative_to(run_dir))
-            quality = evaluate_on_eval(best_dir, task, splits, run_dir, evaluator, device, progress)
+            quality = evaluate_on_eval(best_dir, task, splits, run_dir, evaluator, device, progress, eval_messages)
             summary.best_eval = quality
             chosen.eval_quality = quality.mean
         else:
@@ -172,10 +178,9 @@ def summarize(study, task, splits, *, run_dir: Path, storage_url: str, excluded:
 
 
 def evaluate_on_eval(adapter_dir: Path, task, splits, run_dir: Path, validation: Evaluator | None = None,
-                     device: str | None = None, progress=QUIET) -> Quality:
-    """The recommended trial's score on the held-out eval split (cached next to the adapter)."""
-    from foundation.metrics import score
-
+                     device: str | None = None, progress=QUIET, messages_for=None) -> Quality:
+    """The recommended trial's score on the held-out eval split (cached next to the adapter), with
+    the task's prompts or ``messages_for``'s (FT + RAG: with retrieved context)."""
     record = TrialRecord.read(adapter_dir)
     cache = adapter_dir / "advise_eval.json"
     if cache.exists():
@@ -184,10 +189,10 @@ def evaluate_on_eval(adapter_dir: Path, task, splits, run_dir: Path, validation:
             return Quality(**cached["quality"])
     model, tokenizer = load_trained(adapter_dir, device, validation.tokenizer if validation else None)
     embedder = validation.embedder if validation else task_embedder(task, "cpu")
-    evaluator = Evaluator(task, tokenizer, splits.eval, embedder)
+    evaluator = Evaluator(task, tokenizer, splits.eval, embedder, messages_for=messages_for)
     with progress.task(f"Evaluating trial {record.trial} on the eval split", total=None):
         texts = evaluator.texts(model)
-    scores = score(task, texts, [r.output for r in splits.eval], embedder)
+        scores = evaluator.scores(model, texts)
     quality = measure_quality(task, scores)
     write_predictions(run_dir / "predictions" / "tuned.jsonl", splits.eval, texts, scores)
     cache.write_text(json.dumps({"trial": record.trial, "n": len(splits.eval), "quality": quality.model_dump()}))

@@ -3,7 +3,9 @@
 Loss is on the answer tokens only (conversational prompt/completion records). On CPU training
 runs in fp32 without gradient checkpointing (TRL's bf16 + checkpointing defaults are ~20×
 slower there); on CUDA bf16 with SDPA attention. Training is bounded by steps, epochs and a
-wall-clock budget; extra behaviour (pruning, time limits) comes in through callbacks.
+wall-clock budget; extra behaviour (pruning, time limits) comes in through callbacks. The other
+objectives (``tuner.preference``, ...) build their runs from the same pieces: ``trainer_args``,
+``apply_adapter``, ``prepare_device``, ``step_callbacks`` and ``run_trainer``.
 """
 from __future__ import annotations
 
@@ -47,19 +49,22 @@ class TrainResult:
     stopped_reason: str
     log_history: list[dict] = field(default_factory=list)
     setup_seconds: float = 0.0  # adapter, dataset tokenisation, trainer: before the first step
+    details: dict = field(default_factory=dict)  # what an objective adds: its stages, a reward model's accuracy
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens_seen / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
-def sft_dataset(records: list[Record], prompt):
+def sft_dataset(records: list[Record], prompt, messages_for=None):
     """Conversational prompt/completion records built with the task's ``prompt:`` section, exactly
-    as the candidates ask: TRL computes loss on the completion only."""
+    as the candidates ask: TRL computes loss on the completion only. ``messages_for(record)``
+    replaces the task's messages (the FT + RAG candidate puts retrieved context in them)."""
     from datasets import Dataset
 
+    messages_for = messages_for or (lambda r: task_messages(prompt, r))
     return Dataset.from_list([
-        {"prompt": task_messages(prompt, r), "completion": [{"role": "assistant", "content": r.output}]}
+        {"prompt": messages_for(r), "completion": [{"role": "assistant", "content": r.output}]}
         for r in records
     ])
 
@@ -132,21 +137,17 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def sft_args(settings: TrainSettings, steps: int, device: str):
-    """TRL's ``SFTConfig`` for one run: fp32 without checkpointing on CPU; on CUDA bf16 and what
-    ``tuner.cuda`` lists."""
+def trainer_args(config_cls, settings: TrainSettings, steps: int, device: str, *, cuda_skip: tuple = (),
+                 **specific):
+    """One run's training arguments (``SFTConfig``, ``DPOConfig``, ``KTOConfig``, ``TrainingArguments``):
+    fp32 without checkpointing on CPU; on CUDA bf16 and what ``tuner.cuda`` lists, less ``cuda_skip``
+    and what ``config_cls`` does not take. ``specific`` are the trainer's own (``max_length``, ``beta``)."""
+    import dataclasses
     import tempfile
 
-    from trl import SFTConfig
-
     cuda = device.startswith("cuda")
-    extra = {}
-    if cuda:
-        from tuner import cuda as fast
-
-        extra = fast.sft_overrides(steps)
-    return SFTConfig(
-        output_dir=settings.output_dir or tempfile.mkdtemp(prefix="advise-sft-"),
+    args = dict(
+        output_dir=settings.output_dir or tempfile.mkdtemp(prefix="advise-train-"),
         max_steps=steps,
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum,
@@ -154,9 +155,6 @@ def sft_args(settings: TrainSettings, steps: int, device: str):
         lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=int(settings.warmup_ratio * steps),
         weight_decay=settings.weight_decay,
-        max_length=settings.max_seq_length,
-        completion_only_loss=True,
-        packing=False,
         bf16=False,
         fp16=False,
         gradient_checkpointing=settings.gradient_checkpointing and cuda,
@@ -169,8 +167,56 @@ def sft_args(settings: TrainSettings, steps: int, device: str):
         data_seed=settings.seed,
         dataloader_num_workers=0,
         disable_tqdm=True,
-        **extra,
+        **specific,
     )
+    if cuda:  # the CUDA overrides replace the CPU defaults above (bf16, logging, workers)
+        from tuner import cuda as fast
+
+        fields = {f.name for f in dataclasses.fields(config_cls)}
+        args.update({k: v for k, v in fast.sft_overrides(steps).items() if k in fields and k not in cuda_skip})
+    return config_cls(**args)
+
+
+def sft_args(settings: TrainSettings, steps: int, device: str):
+    """TRL's ``SFTConfig`` for one run (see :func:`trainer_args`): loss on the completion only, no packing."""
+    from trl import SFTConfig
+
+    return trainer_args(SFTConfig, settings, steps, device, max_length=settings.max_seq_length,
+                        completion_only_loss=True, packing=False)
+
+
+def apply_adapter(model, adapter, device: str = "cpu"):
+    """``model`` with ``adapter`` on it: a PEFT config (on CUDA created in the base's bf16, see
+    ``tuner.cuda``), a callable that prepares the model and returns it (BitFit, full fine-tuning,
+    PiSSA keeping its initial adapter), or None (the model as it is, e.g. already a PeftModel)."""
+    from peft import PeftConfig, get_peft_model
+
+    if isinstance(adapter, PeftConfig):
+        return get_peft_model(model, adapter, autocast_adapter_dtype=not device.startswith("cuda"))
+    if callable(adapter):
+        return adapter(model)
+    return model
+
+
+def prepare_device(model, settings: TrainSettings, device: str, rows_per_record: int = 1) -> None:
+    """On CUDA: the SDPA kernels, and with ``micro_batch_from_memory`` the largest micro-batch that
+    fits (``settings`` changed in place; ``rows_per_record`` sequences each, 2 for a preference pair)."""
+    if not device.startswith("cuda"):
+        return
+    from tuner import cuda as fast
+
+    fast.prepare_backends()
+    if settings.micro_batch_from_memory:
+        effective = settings.batch_size * settings.grad_accum
+        rows = fast.micro_batch_rows(model, settings.max_seq_length, effective * rows_per_record)
+        settings.batch_size, settings.grad_accum = fast.split_batch(effective, max(1, rows // rows_per_record))
+
+
+def step_callbacks(callbacks, settings: TrainSettings, on_step) -> tuple[list, Any]:
+    """The given callbacks plus the time limit (when ``settings`` has a budget) and ``on_step``'s
+    progress; returns (callbacks, the time-limit callback or None)."""
+    time_limit = _time_limit_callback(settings.time_budget_s) if settings.time_budget_s else None
+    return list(callbacks or []) + [cb for cb in (time_limit, on_step and _progress_callback(on_step)) if cb], time_limit
 
 
 def _progress_callback(on_step: Callable[[int, int], None]):
@@ -193,42 +239,44 @@ def _stop_reason(trainer, time_limit, settings: TrainSettings, steps: int) -> st
 
 def train_sft(model, tokenizer, records: list[Record], *, prompt, settings: TrainSettings, adapter=None,
               callbacks: list | None = None, device: str = "cpu",
-              on_step: Callable[[int, int], None] | None = None) -> TrainResult:
+              on_step: Callable[[int, int], None] | None = None, messages_for=None) -> TrainResult:
     """Train ``model`` on ``records``; returns the trained (adapter-wrapped) model and measurements.
 
     ``adapter`` is a PEFT config (LoRA, IA3, prompt tuning, ...), a callable that prepares the
     model in place and returns it (BitFit, full fine-tuning), or None for full fine-tuning.
     """
     import torch
-    from peft import PeftConfig, get_peft_model
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     setup_start = time.perf_counter()
     torch.manual_seed(settings.seed)
-    cuda = device.startswith("cuda")
-    if isinstance(adapter, PeftConfig):  # on CUDA the adapter lives in the base's bf16 (tuner.cuda)
-        model = get_peft_model(model, adapter, autocast_adapter_dtype=not cuda)
-    elif callable(adapter):
-        model = adapter(model)
-    trainable, total = count_parameters(model)
-    if cuda:
-        from tuner import cuda as fast
-
-        fast.prepare_backends()
-        if settings.micro_batch_from_memory:
-            effective = settings.batch_size * settings.grad_accum
-            rows = fast.micro_batch_rows(model, settings.max_seq_length, effective)
-            settings.batch_size, settings.grad_accum = fast.split_batch(effective, rows)
+    model = apply_adapter(model, adapter, device)
+    counts = count_parameters(model)
+    prepare_device(model, settings, device)
     steps = plan_steps(len(records), settings)
-    time_limit = _time_limit_callback(settings.time_budget_s) if settings.time_budget_s else None
-    cbs = list(callbacks or []) + [cb for cb in (time_limit, on_step and _progress_callback(on_step)) if cb]
+    cbs, time_limit = step_callbacks(callbacks, settings, on_step)
     trainer = _plain_loss_trainer()(model=model, args=sft_args(settings, steps, device), processing_class=tokenizer,
-                          train_dataset=sft_dataset(records, prompt), callbacks=cbs)
+                          train_dataset=sft_dataset(records, prompt, messages_for), callbacks=cbs)
+    return run_trainer(trainer, tokenizer, n_records=len(records), settings=settings, steps=steps,
+                       time_limit=time_limit, counts=counts, setup_start=setup_start)
+
+
+def nothing_fits(n_records: int, max_seq_length: int) -> AdviseError:
+    return AdviseError(f"none of the {n_records} training records keeps an answer token within "
+                       f"{max_seq_length} tokens, so there is nothing to learn; raise max_seq_length")
+
+
+def run_trainer(trainer, tokenizer, *, n_records: int, settings: TrainSettings, steps: int, time_limit,
+                counts: tuple[int, int], setup_start: float) -> TrainResult:
+    """Run a prepared trainer (SFT, DPO, KTO, ...) and measure it: what every objective returns.
+
+    ``counts`` is (trainable, total) parameters of the adapted model; ``setup_start`` when the
+    run began (adapter, tokenisation, trainer). Tokens come from the trainer's logged ``num_tokens``."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
     trainer.remove_callback(PrinterCallback)  # our own progress display reports steps
     trainer.remove_callback(ProgressCallback)
     if len(trainer.train_dataset) == 0:  # TRL drops records with no answer token within max_length
-        raise AdviseError(f"none of the {len(records)} training records keeps an answer token within "
-                          f"{settings.max_seq_length} tokens, so there is nothing to learn; raise max_seq_length")
+        raise nothing_fits(n_records, settings.max_seq_length)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -239,6 +287,6 @@ def train_sft(model, tokenizer, records: list[Record], *, prompt, settings: Trai
     tokenizer.padding_side = "left"  # the trainer may have switched it for training
     return TrainResult(model=model, steps=trainer.state.global_step, train_seconds=seconds,
                        tokens_seen=int(max((h.get("num_tokens", 0) for h in history), default=0)),
-                       final_loss=losses[-1] if losses else None, trainable_params=trainable, total_params=total,
+                       final_loss=losses[-1] if losses else None, trainable_params=counts[0], total_params=counts[1],
                        stopped_reason=_stop_reason(trainer, time_limit, settings, steps), log_history=history,
                        setup_seconds=start - setup_start)

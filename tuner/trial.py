@@ -22,11 +22,11 @@ from typing import Callable
 from foundation.progress import QUIET
 from foundation.resources import PeakMemory
 from foundation.results import TrialConfig
-from tuner import training
 from tuner.artifacts import TrialRecord, prepare_adapter, save_trial
 from tuner.estimate import estimate_train_seconds
 from tuner.evaluate import Evaluator, pruning_callback
 from tuner.methods import METHODS, Method
+from tuner.objectives import OBJECTIVES, TrainingJob
 from tuner.modelfacts import ModelFacts
 from tuner.space import SearchSpace, micro_batches
 from tuner.training import TrainResult, TrainSettings, plan_steps
@@ -34,6 +34,17 @@ from tuner.training import TrainResult, TrainSettings, plan_steps
 
 class TrialFailed(Exception):
     """A trial that cannot finish (out of memory at micro-batch 1, method not available here)."""
+
+
+@dataclass(frozen=True)
+class TrialPrompts:
+    """Prompt messages (record -> messages) for training, validation and eval when they are not
+    the task's own: the FT + RAG candidate's, with retrieved context. A study started because FT + RAG
+    won trains and scores every trial with them."""
+
+    train: Callable
+    validation: Callable
+    eval: Callable
 
 
 @dataclass
@@ -49,6 +60,11 @@ class TrainingKit:
     progress: object = QUIET
     model_config: object = None  # the base model's transformers config (its context length)
     reuse_base: bool = False  # keep one base model for every trial of this worker (see load_base)
+    corpus: list = field(default_factory=list)  # corpus chunk texts (continued pre-training)
+    messages_for: Callable | None = None  # record -> prompt messages, when not the task's own (FT + RAG)
+    validation: list = field(default_factory=list)  # held-out records (a reward model's accuracy)
+    run_dir: Path | None = None
+    cache: dict = field(default_factory=dict)  # what objectives keep across this worker's trials
     _base: object = field(default=None, repr=False)
     _pristine: dict | None = field(default=None, repr=False)
 
@@ -105,6 +121,11 @@ def train_settings(config: TrialConfig, *, micro_batch_size: int, seed: int,
                          batch_size=micro, grad_accum=accum, max_seq_length=config.max_seq_length,
                          warmup_ratio=float(p.get("warmup_ratio", 0.0)), weight_decay=float(p.get("weight_decay", 0.0)),
                          time_budget_s=config.time_budget_s, seed=seed, gradient_checkpointing=gradient_checkpointing)
+
+
+def planned_steps(config: TrialConfig, kit: TrainingKit, micro_batch_size: int) -> int:
+    """The optimiser steps training ``config`` on ``kit.records`` will take, every stage counted."""
+    return plan_steps(len(kit.records), train_settings(config, micro_batch_size=micro_batch_size, seed=kit.task.seed))
 
 
 @dataclass
@@ -165,10 +186,12 @@ def train_config(config: TrialConfig, kit: TrainingKit, *, micro_batch_size: int
             with kit.progress.task(label[:110], total=steps) as advance, PeakMemory(kit.device) as mem:
                 if before_training is not None and not notes:
                     before_training(base, adapter, settings, steps)
-                result = training.train_sft(base, kit.tokenizer, kit.records, prompt=kit.task.prompt,
-                                            settings=settings, adapter=adapter,
-                                            callbacks=[callback] if callback else [], device=kit.device,
-                                            on_step=lambda step, total: advance())
+                result = OBJECTIVES[config.objective].train(TrainingJob(
+                    model=base, tokenizer=kit.tokenizer, records=kit.records, prompt=kit.task.prompt,
+                    settings=settings, adapter=adapter, params=config.params, task=kit.task, device=kit.device,
+                    callbacks=[callback] if callback else [], on_step=lambda step, total: advance(),
+                    corpus=kit.corpus, messages_for=kit.messages_for, validation=kit.validation,
+                    run_dir=kit.run_dir, cache=kit.cache))
             return TrainedModel(method, config, result, settings, steps, init_dir, mem.peak_mb, callback, notes,
                                 load_seconds)
         except BaseException as e:
@@ -219,7 +242,8 @@ class TrialContext:
 
 def trial_config(params: dict, tune, max_seq_length: int) -> TrialConfig:
     """Sampled parameters (clean names) as the configuration a trial trains."""
-    return TrialConfig(method=params["method"], params={k: v for k, v in params.items() if k != "method"},
+    return TrialConfig(method=params["method"], objective=params.get("objective", "sft"),
+                       params={k: v for k, v in params.items() if k not in ("method", "objective")},
                        max_steps=tune.max_steps, max_seq_length=max_seq_length, time_budget_s=tune.trial_timeout_s)
 
 
@@ -231,6 +255,7 @@ def run_trial(trial, ctx: TrialContext) -> float:
     params = ctx.space.suggest(trial)
     config = trial_config(params, ctx.task.tune, ctx.max_seq_length)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr("objective", config.objective)
     same = same_configuration(trial)
     if same is not None:  # TPE re-samples points of a discrete space; seeded training would repeat the result
         _set_attrs(trial, {"steps": 0, "duplicate_of": same.number,
@@ -268,9 +293,12 @@ def _train(trial, ctx: TrialContext, config: TrialConfig) -> TrainedModel:
         trial.set_user_attr("estimated_train_seconds", estimate_train_seconds(
             ctx.kit.facts.total_params, trainable, tokens, steps, ctx.flops_per_second))
 
-    label = f"Trial {trial.number}: {config.method} " + ", ".join(f"{k}={_param_text(v)}" for k, v in config.params.items())
+    objective = "" if config.objective == "sft" else f" ({config.objective})"
+    planned = planned_steps(config, ctx.kit, tune.micro_batch_size)
+    label = f"Trial {trial.number}: {config.method}{objective} " + ", ".join(
+        f"{k}={_param_text(v)}" for k, v in config.params.items())
     return train_config(config, ctx.kit, micro_batch_size=tune.micro_batch_size, label=label,
-                        make_callback=lambda: pruning_callback(trial, ctx.validation.mean, tune.eval_every),
+                        make_callback=lambda: pruning_callback(trial, ctx.validation.mean, tune.eval_every, planned),
                         before_training=estimate)
 
 
@@ -283,7 +311,7 @@ def _record_training(trial, ctx: TrialContext, trained: TrainedModel) -> None:
         "trainable_params": result.trainable_params, "total_params": result.total_params, "steps": result.steps,
         "train_seconds": train_seconds, "train_cost_usd": train_seconds / 3600 * ctx.price_per_hour,
         "peak_memory_mb": trained.peak_memory_mb, "final_loss": result.final_loss, "stopped": result.stopped_reason,
-        "intermediate": {str(k): v for k, v in callback.intermediate.items()},
+        "intermediate": {str(k): v for k, v in callback.intermediate.items()}, "training": result.details,
         "settings": {"micro_batch_size": trained.settings.batch_size, "grad_accum": trained.settings.grad_accum,
                      "planned_steps": trained.planned_steps, "max_seq_length": trained.settings.max_seq_length,
                      "device": ctx.kit.device},
