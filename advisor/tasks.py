@@ -73,6 +73,7 @@ def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True) 
     if leak:
         checked.warnings.append(f"{leak} eval records also appear in train (leakage); scores will be optimistic")
     _with_file(shown, _check_device, task)
+    _with_file(shown, _check_objectives, task, splits, corpus)
     if training:
         checked.training = _with_file(shown, _check_training, task, splits)
     return checked
@@ -86,6 +87,25 @@ def _with_file(shown: str, check, *args):
         if e.file is not None:
             raise
         raise AdviseError(e.message, file=shown, where=e.where) from None
+
+
+def _check_objectives(task, splits, corpus) -> None:
+    """The pilot's objective, and at least one of ``tune.objectives``, can train on this data."""
+    from baselines.finetune import pilot_objective
+    from tuner.objectives import OBJECTIVES, ObjectiveFacts, applicable
+
+    facts = ObjectiveFacts.of(task, splits.kind, corpus)
+    if task.baselines.finetune.enabled:
+        name = pilot_objective(task, splits.kind)
+        ok, why = OBJECTIVES[name].applies(facts)
+        if not ok:
+            raise AdviseError(f"objective {name!r} cannot train on this data ({splits.kind}): it {why}",
+                              where="baselines.finetune.objective")
+    chosen, excluded = applicable(task.tune.objectives, facts)
+    if not chosen:
+        raise AdviseError("no objective listed here can train on this data: "
+                          + "; ".join(f"{k}: {v}" for k, v in excluded.items() if k in (task.tune.objectives or ())),
+                          where="tune.objectives")
 
 
 def _check_device(task) -> None:
