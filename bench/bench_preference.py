@@ -6,9 +6,11 @@ records; the rejected answer is another queue name, so a pair is exactly two SFT
 
 - ``sft``: ``tuner.training.train_sft`` on the chosen answers;
 - ``dpo``: the ``dpo`` objective (``tuner.preference``): reference log-probs precomputed once, before
-  the first step, so a step is a forward and backward of the pair, about 2× an SFT step;
+  the first step, so a step is a forward and backward of the pair: 2× an SFT step's model work, plus
+  (on CPU) TRL's fused LM head scoring every position and recomputing logits in backward (2.5-2.7×
+  measured on the shared 2-core machine);
 - ``dpo, reference every step``: TRL's DPOTrainer with ``precompute_ref_log_probs=False`` (its
-  default), which runs the reference (adapter disabled) on every step as well: about 2.7×.
+  default), which runs the reference (adapter disabled) on every step as well (3.2-3.8× measured).
 
 Step time is ``train_seconds / steps`` (``trainer.train()``); the precompute is one-off setup and is
 reported on its own. The sides run interleaved (sft, dpo, dpo-per-step, sft, ...) and each figure is
@@ -23,7 +25,8 @@ import argparse
 import gc
 import time
 
-from common import machine_line, median, print_table, quiet_libraries, synthetic_tickets, verdict, write_result
+from common import (machine_line, median, print_table, quiet_libraries, synthetic_tickets, verdict,
+                    write_result)
 
 NAME = "preference"
 TARGET = 2.5  # a DPO step at most this many SFT steps: ≈2× expected, 3× would mean a reference forward per step
@@ -173,9 +176,9 @@ def main(argv=None) -> dict:
                         "precompute (DPO's reference pass) is setup"}
     notes = ["dpo_params_while_training = base + adapter + TRL's frozen 'ref' adapter copy (no second model)",
              "dpo_first_loss should be ln 2 = 0.6931: at step 1 the policy equals the reference",
-             "off CUDA, TRL's fused LM head (DPO's log-probs) scores every position, not only the answer's (its "
-             "compact path needs Triton), and recomputes the logits in backward: a cProfile of 3 DPO steps here "
-             "put ~2 s of a 7 s step in chunked_logprob's tiles, which is what lifts DPO/SFT above 2x on CPU"]
+             ("off CUDA, TRL's fused LM head (DPO's log-probs) scores every position, not only the answer's (its "
+              "compact path needs Triton), and recomputes the logits in backward: a cProfile of 3 DPO steps here "
+              "put ~2 s of a 7 s step in chunked_logprob's tiles, which is what lifts DPO/SFT above 2x on CPU")]
     write_result(NAME, figures=figures, parameters=params, target={"dpo_over_sft_step_max": TARGET},
                  notes=notes, raw=runs)
     print(f"\npreference — {machine_line()}")
@@ -186,8 +189,8 @@ def main(argv=None) -> dict:
         ("DPO / SFT", ratio),
         ("DPO (reference every step) / SFT", ratio_ref),
         ("DPO precompute s (once)", figures["dpo_precompute_seconds"]),
-        ("params while training: SFT / DPO", f"{figures['sft_params_while_training']:,} / "
-                                             f"{figures['dpo_params_while_training']:,}"),
+        ("params while training: SFT / DPO",
+         f"{figures['sft_params_while_training']:,} / {figures['dpo_params_while_training']:,}"),
         (f"target DPO/SFT ≤ {TARGET}", verdict(ratio, TARGET, higher_is_better=False)),
     ])
     return {"name": NAME, "headline": f"DPO step {ratio:.2f}× SFT's ({ratio_ref:.2f}× with the reference every step)",

@@ -57,7 +57,7 @@ class TrainingJob:
     params: dict = field(default_factory=dict)  # the configuration's clean params (objective ones included)
     task: Any = None  # the TaskConfig: metric (graders), generation (rollout length)
     device: str = "cpu"
-    callbacks: list = field(default_factory=list)  # TrainerCallbacks (pruning): given to the last stage
+    callbacks: list = field(default_factory=list)  # TrainerCallbacks (pruning, learning curve): given to every stage
     on_step: Callable[[int, int], None] | None = None  # progress, called after every optimiser step
     corpus: list = field(default_factory=list)  # corpus chunk texts, for continued pre-training
     messages_for: Callable | None = None  # record -> prompt messages; default task_messages(prompt, record)

@@ -344,7 +344,7 @@ def _sft_then(second, name: str):
         with _stage_limits(s, half, budget / 2 if budget else None):
             first = training.train_sft(job.model, job.tokenizer, sft_records, prompt=job.prompt, settings=s,
                                        adapter=job.adapter, device=job.device, messages_for=job.messages_for,
-                                       on_step=lambda step, of: report(step, total))
+                                       callbacks=job.callbacks, on_step=lambda step, of: report(step, total))
         left = max(budget / 2, budget - first.train_seconds) if budget else None  # half, or what SFT left
         with _stage_limits(s, rest, left):
             result = second(replace(job, model=first.model, adapter=None,
