@@ -14,7 +14,7 @@ and the appendix by modules of their own.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from baselines.base import load_all
@@ -50,6 +50,8 @@ def build_report(results: Results, run_dir: str | Path | None) -> Report:
 
     rows = tuple(_row(c, comparisons.get(c.name), winner, best, cons) for c in results.candidates)
     study = study_view(results.study) if results.study else None
+    if study is not None:
+        study = replace(study, knowledge=prose.knowledge_injection(results))
     examples, examples_note = pick_examples(results, Path(run_dir), winner) if run_dir is not None else ((), "")
     name = str(task.get("name", "run"))
     return Report(

@@ -166,3 +166,28 @@ def figures(results, winner, rows, study, cons, metric: str, ci: str) -> tuple[F
     return tuple(figures)
 
 
+
+
+def knowledge_injection(results: Results) -> str:
+    """Did continued pre-training on the corpus move quality, next to SFT alone and to RAG (which
+    looks the same corpus up at query time)? Empty when no ``cpt+sft`` trial finished."""
+    study = results.study
+    if study is None:
+        return ""
+    def best(objective: str):
+        values = [t.validation_quality for t in study.trials if t.objective == objective
+                  and t.validation_quality is not None]
+        return (max(values), len(values)) if values else None
+
+    cpt, sft = best("cpt+sft"), best("sft")
+    if cpt is None:
+        return ""
+    text = (f"Knowledge injection: continued pre-training on the corpus, then SFT (cpt+sft), reached "
+            f"{fmt_quality(cpt[0])} on the validation split over {cpt[1]} trial(s)")
+    if sft is not None:
+        text += f"; SFT alone reached {fmt_quality(sft[0])} over {sft[1]}"
+    rag = next((c for c in results.candidates if c.baseline == "rag" and c.details.get("kind") == "corpus"), None)
+    if rag is not None:
+        text += (f"; RAG, which looks the same corpus up at query time, scored {fmt_quality(rag.quality.mean)} "
+                 "on the eval split (another split of the same data)")
+    return text + "."

@@ -172,6 +172,8 @@ def _print_study(study: StudyView, console: Console, star: str, ci: str) -> None
     console.print()
     console.print(Text("Fine-tuning search", style="bold"), Text(f"({study.status})", style="dim"))
     console.print(Text(study.summary))
+    if study.knowledge:
+        console.print(Text(study.knowledge))
     if study.best is not None:
         line = Text(f"{star} Recommended: trial {study.best.number}, {study.best.method}", style="bold green")
         if study.best.params:

@@ -136,6 +136,7 @@ class StudyView:
     total_train_seconds: float
     summary: str
     excluded_objectives: tuple[tuple[str, str], ...] = ()  # training objectives not searched, and why
+    knowledge: str = ""  # cpt+sft next to SFT alone and RAG, when continued pre-training ran
 
 
 @dataclass(frozen=True)
