@@ -13,10 +13,10 @@ trial's own: LoRA and the other PEFT methods never train the embeddings, a calla
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from foundation.errors import AdviseError
 from tuner.objectives import TrainingJob, register_objective
+from tuner.rl import combine, counting_on, halves, second_budget
 from tuner.space import Hyperparameter
 from tuner.training import (TrainResult, TrainSettings, _plain_loss_trainer, apply_adapter, count_parameters,
                             plan_steps, prepare_device, run_trainer, step_callbacks, train_sft, trainer_args)
@@ -48,7 +48,7 @@ def corpus_dataset(chunks: list[str]):
 
 
 def train_cpt(model, tokenizer, chunks: list[str], *, settings: TrainSettings, token_budget: int, adapter=None,
-              device: str = "cpu", on_step=None) -> TrainResult:
+              device: str = "cpu", callbacks: list | None = None, on_step=None) -> TrainResult:
     """Causal-LM loss on every token of ``chunks`` until ``token_budget`` tokens, the steps or the
     time budget are spent. ``details`` holds the tokens seen, the steps and the first and last loss."""
     from trl import SFTConfig
@@ -64,7 +64,7 @@ def train_cpt(model, tokenizer, chunks: list[str], *, settings: TrainSettings, t
     args = trainer_args(SFTConfig, settings, steps, device, max_length=settings.max_seq_length,
                         completion_only_loss=False, packing=False)  # plain text: the loss is on every token
     budget = _token_budget_callback(token_budget)
-    cbs, time_limit = step_callbacks([budget], settings, on_step)
+    cbs, time_limit = step_callbacks([*(callbacks or []), budget], settings, on_step)
     trainer = _plain_loss_trainer()(model=model, args=args, processing_class=tokenizer, train_dataset=dataset,
                                     callbacks=cbs)
     budget.trainer = trainer
@@ -73,35 +73,28 @@ def train_cpt(model, tokenizer, chunks: list[str], *, settings: TrainSettings, t
     if budget.hit:
         result.stopped_reason = f"token budget of {token_budget} reached"
     losses = [h["loss"] for h in result.log_history if "loss" in h]
-    result.details = {"cpt_tokens_seen": result.tokens_seen, "cpt_steps": result.steps, "cpt_token_budget": token_budget,
+    result.details = {"cpt_tokens_seen": result.tokens_seen, "cpt_steps": result.steps,
+                      "cpt_token_budget": token_budget,
                       "cpt_loss_first": losses[0] if losses else None, "cpt_loss_last": losses[-1] if losses else None,
                       "cpt_chunks": len(dataset)}
     return result
 
 
-def _stage(name: str, result: TrainResult) -> dict:
-    return {"name": name, "steps": result.steps, "train_seconds": result.train_seconds,
-            "tokens_seen": result.tokens_seen, "final_loss": result.final_loss, "stopped_reason": result.stopped_reason}
-
-
 def train_cpt_then_sft(job: TrainingJob) -> TrainResult:
-    """Continued pre-training on ``job.corpus`` (half the steps at most), then SFT on the same model."""
-    settings = job.settings
-    half = max(1, settings.max_steps // 2)
-    budget = settings.time_budget_s
-    first = train_cpt(job.model, job.tokenizer, job.corpus, adapter=job.adapter, device=job.device, on_step=job.on_step,
-                      token_budget=int(job.params.get("cpt_tokens", 20000)),
-                      settings=replace(settings, max_steps=half, time_budget_s=budget / 2 if budget else None))
-    left = max(budget - first.train_seconds - first.setup_seconds, budget / 4) if budget else None
-    sft_settings = replace(settings, max_steps=max(1, settings.max_steps - half), time_budget_s=left)
-    second = train_sft(first.model, job.tokenizer, job.records, prompt=job.prompt, settings=sft_settings,
-                       adapter=None, callbacks=job.callbacks, device=job.device, on_step=job.on_step,
+    """Continued pre-training on ``job.corpus`` (half the steps and half the time at most), then SFT
+    on the same model. ``job.callbacks`` see both stages, as they do every objective's."""
+    cpt_settings, sft_settings = halves(job.settings)
+    total = plan_steps(len(job.corpus), cpt_settings) + sft_settings.max_steps
+    first = train_cpt(job.model, job.tokenizer, job.corpus, settings=cpt_settings, adapter=job.adapter,
+                      token_budget=int(job.params.get("cpt_tokens", 20000)), device=job.device,
+                      callbacks=job.callbacks, on_step=counting_on(job, 0, total))
+    sft_settings.time_budget_s = second_budget(job.settings, first)
+    second = train_sft(first.model, job.tokenizer, job.records, prompt=job.prompt, settings=sft_settings, adapter=None,
+                       callbacks=job.callbacks, device=job.device, on_step=counting_on(job, first.steps, total),
                        messages_for=job.messages_for)
-    details = {**first.details, "stages": [_stage("cpt", first), _stage("sft", second)]}
-    return replace(second, steps=first.steps + second.steps, train_seconds=first.train_seconds + second.train_seconds,
-                   tokens_seen=first.tokens_seen + second.tokens_seen, trainable_params=first.trainable_params,
-                   total_params=first.total_params, log_history=first.log_history + second.log_history,
-                   setup_seconds=first.setup_seconds + second.setup_seconds, details=details)
+    result = combine(first, second, "cpt", "sft")
+    result.details = {**first.details, **result.details}
+    return result
 
 
 def needs_corpus(facts) -> tuple[bool, str]:

@@ -3,8 +3,9 @@
 The reward model is the task's base weights as ``AutoModelForSequenceClassification``
 (``num_labels=1``) with LoRA and the score head trainable, trained by TRL's RewardTrainer
 (Bradley-Terry loss: the chosen answer must score above the rejected one). Its pairwise accuracy
-on held-out pairs says how far the policy can trust it. It is trained once per worker and kept in
-``TrainingJob.cache``; with a run folder it is saved (adapter + score head) to
+on held-out pairs says how far the policy can trust it. It is trained once per worker (at a fixed
+learning rate, for the trial's steps but at least one pass over the pairs, in half the trial's
+time budget) and kept in ``TrainingJob.cache``; with a run folder it is saved (adapter + score head) to
 ``<run>/adapters/reward-model``.
 """
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, replace
 
 from foundation.generation import task_messages
 from foundation.models import bundled_model_dir, resolve_model
-from tuner.training import TrainSettings, count_parameters, plan_steps, run_trainer, step_callbacks, trainer_args
+from tuner.training import (TrainSettings, count_parameters, plan_steps, run_trainer, step_callbacks, trainer_args)
 
 LEARNING_RATE = 5e-4  # fixed: trained once per worker, whatever the trial's policy learning rate
 RANK = 16
@@ -38,12 +40,14 @@ class RewardModel:
     trained_now: bool = True  # False when a later trial reuses it
 
     def stage(self) -> dict:
-        return {"name": "reward_model", "steps": self.steps, "train_seconds": self.train_seconds if self.trained_now else 0.0,
-                "final_loss": self.final_loss, "reused": not self.trained_now}
+        return {"name": "reward model", "steps": self.steps,
+                "train_seconds": self.train_seconds if self.trained_now else 0.0, "final_loss": self.final_loss,
+                "reused": not self.trained_now}
 
     def summary(self) -> dict:
         return {"accuracy": self.accuracy, "folder": self.folder, "steps": self.steps, "pairs": self.pairs,
-                "held_out_pairs": self.held_out_pairs, "train_seconds": self.train_seconds, "reused": not self.trained_now}
+                "held_out_pairs": self.held_out_pairs, "train_seconds": self.train_seconds,
+                "reused": not self.trained_now}
 
 
 def load_reward_base(task, device: str = "cpu", policy=None):
@@ -150,8 +154,10 @@ def cached_reward_model(job) -> RewardModel:
     messages = job.messages_for or (lambda r: task_messages(job.prompt, r))
     tokenizer = copy.deepcopy(job.tokenizer)
     budget = job.settings.time_budget_s
-    settings = replace(job.settings, learning_rate=LEARNING_RATE, warmup_ratio=0.0, time_budget_s=budget / 2 if budget else None,
-                       output_dir=None)
+    one_pass = math.ceil(len(pairs_of(job.records)) / (job.settings.batch_size * job.settings.grad_accum))
+    settings = replace(job.settings, learning_rate=LEARNING_RATE, warmup_ratio=0.0, output_dir=None,
+                       max_steps=max(job.settings.max_steps, one_pass), epochs=max(job.settings.epochs, 1.0),
+                       time_budget_s=budget / 2 if budget else None)  # at least one pass over the pairs
     base = load_reward_base(job.task, job.device, getattr(job.model, "get_base_model", lambda: job.model)())
     peft_model, result = train_reward_model(base, tokenizer, job.records, messages=messages, settings=settings,
                                             device=job.device)

@@ -28,6 +28,7 @@ from foundation.generation import task_messages
 from foundation.metrics import METRICS, metric_options
 from tuner import reward_model
 from tuner.objectives import TrainingJob, needs_kind, register_objective
+from tuner.preference import stage_summary
 from tuner.space import Hyperparameter
 from tuner.training import (TrainResult, TrainSettings, apply_adapter, count_parameters, plan_steps, prepare_device,
                             run_trainer, step_callbacks, train_sft, trainer_args)
@@ -138,7 +139,7 @@ def train_grpo(job: TrainingJob, *, reward_funcs=None, reward_weights=None, rewa
                          time_limit=time_limit, counts=counts, setup_start=setup_start)
     if "ref" in getattr(result.model, "peft_config", {}):  # TRL's frozen copy for the KL: not part of the result
         result.model.delete_adapter("ref")
-    result.details = {"stages": [_stage(stage, result)], **rollout_details(result.log_history),
+    result.details = {"stages": [stage_summary(stage, result)], **rollout_details(result.log_history),
                       "num_generations": generations, "prompts_per_step": micro * accum // generations,
                       "beta": args.beta}
     return result
@@ -182,27 +183,13 @@ def rollout_details(history: list[dict]) -> dict:
     return out
 
 
-def _stage(name: str, result: TrainResult) -> dict:
-    return {"name": name, "steps": result.steps, "train_seconds": result.train_seconds,
-            "tokens_seen": result.tokens_seen, "final_loss": result.final_loss, "stopped_reason": result.stopped_reason}
-
-
 def halves(settings: TrainSettings) -> tuple[TrainSettings, TrainSettings]:
-    """The settings of two stages that share one run's steps and time budget."""
+    """The settings of two stages that share one run's steps and time budget (the second's budget
+    is set once the first has run, see :func:`second_budget`)."""
     first = max(1, settings.max_steps // 2)
     budget = settings.time_budget_s
     return (replace(settings, max_steps=first, time_budget_s=budget / 2 if budget else None),
             replace(settings, max_steps=max(1, settings.max_steps - first)))
-
-
-def combine(first: TrainResult, second: TrainResult, first_name: str) -> TrainResult:
-    """Two stages on one model as one result: the second's model, loss and stop, both stages' cost."""
-    details = dict(second.details)
-    details["stages"] = [_stage(first_name, first), *second.details.get("stages", [])]
-    return replace(second, steps=first.steps + second.steps, train_seconds=first.train_seconds + second.train_seconds,
-                   tokens_seen=first.tokens_seen + second.tokens_seen, trainable_params=first.trainable_params,
-                   total_params=first.total_params, log_history=first.log_history + second.log_history,
-                   setup_seconds=first.setup_seconds + second.setup_seconds, details=details)
 
 
 def second_budget(settings: TrainSettings, first: TrainResult) -> float | None:
@@ -211,15 +198,37 @@ def second_budget(settings: TrainSettings, first: TrainResult) -> float | None:
     return max(settings.time_budget_s - first.train_seconds - first.setup_seconds, settings.time_budget_s / 4)
 
 
+def counting_on(job: TrainingJob, done: int, total: int):
+    """``job.on_step`` for a later stage: steps counted on from the earlier stages, out of ``total``."""
+    return job.on_step and (lambda step, of: job.on_step(done + step, total))
+
+
+def combine(first: TrainResult, second: TrainResult, first_name: str, second_name: str) -> TrainResult:
+    """Two stages on one model as one result: the second's model, loss and stop, both stages' cost;
+    each logged step says its stage."""
+    stages = [stage_summary(first_name, first), *second.details.get("stages", [stage_summary(second_name, second)])]
+    history = ([{**h, "stage": first_name} for h in first.log_history]
+               + [{**h, "stage": second_name} for h in second.log_history])
+    return replace(second, steps=first.steps + second.steps, train_seconds=first.train_seconds + second.train_seconds,
+                   tokens_seen=first.tokens_seen + second.tokens_seen, trainable_params=first.trainable_params,
+                   total_params=first.total_params, log_history=history,
+                   setup_seconds=first.setup_seconds + second.setup_seconds,
+                   details={**second.details, "stages": stages})
+
+
 def train_sft_then_grpo(job: TrainingJob) -> TrainResult:
-    """SFT for half the steps (and half the time), then GRPO on the same adapter; pruning in the last."""
+    """SFT on the reference (or desirable) answers for half the steps and half the time, then GRPO on
+    the same adapter. ``job.callbacks`` see both stages, as they do every objective's."""
     sft_settings, grpo_settings = halves(job.settings)
-    first = train_sft(job.model, job.tokenizer, job.records, prompt=job.prompt, settings=sft_settings,
-                      adapter=job.adapter, callbacks=[], device=job.device, on_step=job.on_step,
+    records = [r for r in job.records if r.label is not False]
+    total = plan_steps(len(records), sft_settings) + grpo_settings.max_steps
+    first = train_sft(job.model, job.tokenizer, records, prompt=job.prompt, settings=sft_settings, adapter=job.adapter,
+                      callbacks=job.callbacks, device=job.device, on_step=counting_on(job, 0, total),
                       messages_for=job.messages_for)
     grpo_settings.time_budget_s = second_budget(job.settings, first)
-    second = train_grpo(replace(job, model=first.model, adapter=None, settings=grpo_settings))
-    return combine(first, second, "sft")
+    second = train_grpo(replace(job, model=first.model, adapter=None, settings=grpo_settings,
+                                on_step=counting_on(job, first.steps, total)))
+    return combine(first, second, "sft", "grpo")
 
 
 def train_rlhf(job: TrainingJob) -> TrainResult:
@@ -253,9 +262,11 @@ register_objective("grpo", label="GRPO (RFT with the metric as grader)", train=t
                    hyperparameters=GRPO_HYPERPARAMETERS + (FORMAT_WEIGHT,), applies=needs_grader,
                    description="reinforcement fine-tuning: sampled answers rewarded by the task's metric (TRL GRPO)")
 register_objective("sft+grpo", label="SFT, then GRPO", train=train_sft_then_grpo, default=False,
-                   hyperparameters=GRPO_HYPERPARAMETERS + (FORMAT_WEIGHT,), applies=needs_grader, stages=("sft", "grpo"),
+                   hyperparameters=GRPO_HYPERPARAMETERS + (FORMAT_WEIGHT,), applies=needs_grader,
+                   stages=("sft", "grpo"),
                    description="RFT after SFT: half the steps on the reference answers, then GRPO on the same adapter")
 register_objective("rlhf", label="RLHF (reward model, then GRPO)", train=train_rlhf, default=False,
-                   hyperparameters=GRPO_HYPERPARAMETERS, stages=("reward_model", "grpo"),
+                   hyperparameters=GRPO_HYPERPARAMETERS,
+                   stages=("reward model", "rlhf"),  # tuner.curve continues a pilot with the last one
                    applies=needs_kind("preference", what="paired preference data (prompt, chosen, rejected)"),
                    description="a reward model trained on the preference pairs, then GRPO against it")
