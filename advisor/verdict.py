@@ -93,6 +93,19 @@ def _q(c: CandidateResult, confidence: float) -> str:
     return f"{c.quality.mean:.3f} ({confidence:.0%} CI {c.quality.ci_low:.3f}–{c.quality.ci_high:.3f})"
 
 
+def _trained(c: CandidateResult) -> str:
+    """What a fine-tuned candidate's pilot ran: "SFT" or "SFT then DPO" (its configuration's objective)."""
+    stages = c.details.get("stages") or ([c.config.objective] if c.config else ["sft"])
+    return " then ".join((s["name"] if isinstance(s, dict) else str(s)).upper() for s in stages)
+
+
+def _quality_name(task, candidates) -> str:
+    """What the quality figures measure: the task's metric, or preference accuracy on preference data."""
+    if candidates and "preference_margin_mean" in candidates[0].details:
+        return "preference accuracy on chosen/rejected pairs"
+    return task.metric.name
+
+
 def _headline(winner, best, ft_wins, cheaper_ft=()) -> str:
     entry = load_all().get(winner.baseline)
     kind = entry.headline if entry is not None else f"Use {winner.name}"
@@ -109,7 +122,8 @@ def _headline(winner, best, ft_wins, cheaper_ft=()) -> str:
 def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=(), cheaper_ft=()) -> list[str]:
     cons, conf = task.constraints, task.verdict.confidence
     out = [f"{winner.name} scores {_q(winner, conf)} on {winner.quality.n} held-out examples "
-           f"({task.metric.name})."]
+           f"({_quality_name(task, candidates)})" + (f"; it was trained with {_trained(winner)}."
+                                                     if is_fine_tuned(winner) else ".")]
     if winner is not best:
         cmp = comparisons[winner.name]
         out.append(f"The best, {best.name}, scores {_q(best, conf)}; the difference {cmp.diff_vs_best:+.3f} "
@@ -131,7 +145,7 @@ def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=
     if not is_fine_tuned(winner):
         for c in candidates:
             if is_fine_tuned(c):
-                out.append(f"Fine-tuning would cost {fmt_money(c.one_off_cost_usd)} one-off "
+                out.append(f"Fine-tuning ({c.name}, {_trained(c)}) would cost {fmt_money(c.one_off_cost_usd)} one-off "
                            f"({c.one_off_seconds:.0f} s of training) for a quality of {c.quality.mean:.3f}.")
                 if c.name in cheaper_ft:
                     out.append(f"{c.name} would need less compute over {cons.horizon_months:g} months "

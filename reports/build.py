@@ -51,7 +51,8 @@ def build_report(results: Results, run_dir: str | Path | None) -> Report:
     rows = tuple(_row(c, comparisons.get(c.name), winner, best, cons) for c in results.candidates)
     study = study_view(results.study) if results.study else None
     if study is not None:
-        study = replace(study, knowledge=prose.knowledge_injection(results))
+        study = replace(study, knowledge=" ".join(filter(None, (prose.knowledge_injection(results),
+                                                                prose.reward_model_line(results.study)))))
     examples, examples_note = pick_examples(results, Path(run_dir), winner) if run_dir is not None else ((), "")
     name = str(task.get("name", "run"))
     return Report(

@@ -2,6 +2,8 @@
 Every interval is labelled at the task's confidence level (``ci``, e.g. "95% CI")."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from baselines.base import load_all
 from foundation.metrics import METRICS
 from foundation.results import CandidateResult, Results
@@ -191,3 +193,15 @@ def knowledge_injection(results: Results) -> str:
         text += (f"; RAG, which looks the same corpus up at query time, scored {fmt_quality(rag.quality.mean)} "
                  "on the eval split (another split of the same data)")
     return text + "."
+
+
+def reward_model_line(study) -> str:
+    """The learned reward model behind ``rlhf`` trials, reported like an adapter: its held-out
+    pairwise accuracy and where it is saved."""
+    for t in study.trials if study is not None else ():
+        rm = (t.training or {}).get("reward_model")
+        if isinstance(rm, dict) and rm.get("accuracy") is not None:
+            where = f", saved in adapters/{Path(rm['folder']).name}/" if rm.get("folder") else ""
+            return (f"Reward model (rlhf): pairwise accuracy {fmt_quality(rm['accuracy'])} on "
+                    f"{rm.get('held_out_pairs', '?')} held-out validation pairs after {rm.get('steps', '?')} steps{where}.")
+    return ""

@@ -28,6 +28,9 @@ def _results(tmp_path, **data):
     results.stability = summarize_seeds(runs, {c.name: c.baseline for c in results.candidates}, 0.02)
     trials = results.study.trials
     trials[0].objective, trials[1].objective = "cpt+sft", "sft"
+    trials[3].objective = "rlhf"
+    trials[3].training = {"reward_model": {"accuracy": 0.83, "folder": str(tmp_path / "adapters" / "reward-model"),
+                                           "steps": 12, "held_out_pairs": 6}}
     results.study.excluded_objectives = {"dpo": "needs paired preference data (prompt, chosen, rejected)"}
     results.data.update(data)
     return results
@@ -55,6 +58,8 @@ def test_curves_stability_objectives_in_the_view(tmp_path):
     assert methods[0] == "lora + cpt+sft" and methods[1] == "dora"
     assert report.study.knowledge.startswith("Knowledge injection: continued pre-training")
     assert "RAG" not in report.study.knowledge  # the RAG candidate here retrieved examples, not the corpus
+    assert ("Reward model (rlhf): pairwise accuracy 83.0% on 6 held-out validation pairs after 12 steps, saved in "
+            "adapters/reward-model/") in report.study.knowledge
 
 
 def test_both_renderers_show_the_new_sections(tmp_path):
