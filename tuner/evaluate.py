@@ -80,7 +80,8 @@ def pruning_callback(trial, evaluate, eval_every: int, planned_steps: int | None
             for key in ("loss", "grad_norm"):
                 value = (logs or {}).get(key)
                 if value is not None and not math.isfinite(value) and self.reason is None:
-                    self.reason = f"{key.replace('_', ' ')} became {value} at step {self.done}"
+                    # in a later stage the trainer counts from 0 again; the callback's own count goes on
+                    self.reason = f"{key.replace('_', ' ')} became {value} at step {max(self.done, state.global_step)}"
                     control.should_training_stop = True
 
         done = 0
