@@ -57,6 +57,27 @@ output: {{dir: runs}}
     return path
 
 
+def write_preference_task(folder: Path, train, eval_rows, *, steps: int = 4, rag: bool = True, extra: str = "") -> Path:
+    """A task on preference records (TRL's prompt/chosen/rejected, or prompt/completion/label) on the tiny model."""
+    write_jsonl(folder / "data/train.jsonl", train)
+    write_jsonl(folder / "data/eval.jsonl", eval_rows)
+    path = folder / "task.yaml"
+    path.write_text(f"""
+name: prefs
+model: tiny-random
+device: cpu
+data: {{train: data/train.jsonl, eval: data/eval.jsonl}}
+generation: {{max_new_tokens: 6, batch_size: 4, latency_queries: 2}}
+baselines:
+  prompt: {{few_shot_k: 1}}
+  rag: {{enabled: {str(rag).lower()}}}
+  finetune: {{max_steps: {steps}, batch_size: 4, max_extensions: 0}}
+verdict: {{bootstrap_samples: 200}}
+{extra}
+""", encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def task_file(tmp_path):
     return write_task(tmp_path / "task")

@@ -10,7 +10,7 @@ import sys
 import pytest
 from optuna.trial import FixedTrial
 
-from conftest import write_jsonl
+from conftest import write_preference_task
 from foundation.config import TuneSearchOverride
 from tuner.methods import METHODS, check_search_key
 from tuner.objectives import OBJECTIVES, ObjectiveFacts, applicable
@@ -72,23 +72,7 @@ def test_search_keys_name_objectives():
 
 
 def _preference_task(folder, tune: str):
-    write_jsonl(folder / "data/train.jsonl", PAIRS)
-    write_jsonl(folder / "data/eval.jsonl", EVAL_PAIRS)
-    (folder / "task.yaml").write_text(f"""
-name: prefs
-model: tiny-random
-device: cpu
-data: {{train: data/train.jsonl, eval: data/eval.jsonl}}
-generation: {{max_new_tokens: 4, batch_size: 4, latency_queries: 2}}
-baselines:
-  prompt: {{few_shot_k: 1}}
-  rag: {{enabled: false}}
-  finetune: {{max_steps: 2, batch_size: 4, max_extensions: 0}}
-verdict: {{bootstrap_samples: 200}}
-tune:
-{tune}
-""", encoding="utf-8")
-    return folder / "task.yaml"
+    return write_preference_task(folder, PAIRS, EVAL_PAIRS, steps=2, rag=False, extra=f"tune:\n{tune}")
 
 
 def test_an_unknown_objective_is_one_line(tmp_path):

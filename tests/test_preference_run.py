@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from conftest import write_jsonl
+from conftest import write_preference_task
 
 PAIRS = [{"prompt": f"Which bay ships part {i}?", "chosen": f"Part {i} ships from bay {i % 7}.",
           "rejected": "I am not able to help with that."} for i in range(24)]
@@ -18,21 +18,7 @@ UNPAIRED = ([{"prompt": f"Which bay ships part {i}?", "completion": f"Bay {i % 7
 
 
 def _task(folder, train, eval_rows, extra: str = "") -> str:
-    write_jsonl(folder / "data/train.jsonl", train)
-    write_jsonl(folder / "data/eval.jsonl", eval_rows)
-    (folder / "task.yaml").write_text(f"""
-name: prefs
-model: tiny-random
-device: cpu
-data: {{train: data/train.jsonl, eval: data/eval.jsonl}}
-generation: {{max_new_tokens: 6, batch_size: 4, latency_queries: 2}}
-baselines:
-  prompt: {{few_shot_k: 1}}
-  finetune: {{max_steps: 4, batch_size: 4, max_extensions: 0}}
-verdict: {{bootstrap_samples: 200}}
-{extra}
-""", encoding="utf-8")
-    return str(folder / "task.yaml")
+    return str(write_preference_task(folder, train, eval_rows, extra=extra))
 
 
 def _advise(*args, cwd=None):
