@@ -7,7 +7,9 @@ first load converts it once to safetensors in the user cache (``ADVISE_CACHE`` o
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import shutil
 import tempfile
@@ -131,18 +133,22 @@ def bundled_model_dir(progress=None) -> Path:
     gguf = bundled_gguf_path()
     if progress:
         progress("converting the bundled SmolLM2-135M-Instruct GGUF to safetensors (once, ~20 s)")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # transformers marks a GGUF-loaded model as quantized and refuses to save it; the weights
-    # are already dequantised to fp32, so dropping the marker is safe.
-    if hasattr(model, "hf_quantizer"):
-        del model.hf_quantizer
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    # The conversion's own progress bars (plain tqdm on stderr) would break a one-line error or a
+    # --quiet run on a fresh machine: a failure still raises with its own message.
+    chatter = io.StringIO()
     tmp = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=".convert-"))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        with contextlib.redirect_stderr(chatter):
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+            # transformers marks a GGUF-loaded model as quantized and refuses to save it; the weights
+            # are already dequantised to fp32, so dropping the marker is safe.
+            if hasattr(model, "hf_quantizer"):
+                del model.hf_quantizer
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
         if target.exists():  # another process finished first
             shutil.rmtree(tmp)
         else:

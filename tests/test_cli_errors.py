@@ -155,3 +155,22 @@ def test_quiet_run_prints_nothing_at_all(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and r.stderr == ""
     assert json.loads((tmp_path / "t" / "runs" / "tiny-task" / "results.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.skipif(not Path(ADVISE).exists(), reason="the advise console script is not installed in this venv")
+def test_a_fresh_machine_still_gets_one_error_line_while_the_bundled_model_is_converted(tmp_path):
+    """On a fresh machine the first command converts the bundled GGUF (transformers' own progress
+    bars on stderr); a bad task's error must still be the only line."""
+    import shutil
+
+    from test_bad_input import CORPUS
+
+    folder = tmp_path / "case"
+    shutil.copytree(CORPUS / "max-seq-length-drops-every-record", folder)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ADVISE_CACHE": str(tmp_path / "empty-cache")}
+    r = subprocess.run([ADVISE, "validate", "task.yaml"], capture_output=True, text=True, cwd=folder, env=env,
+                       timeout=300)
+    assert (tmp_path / "empty-cache/smollm2-135m-instruct/model.safetensors").exists()  # it did convert
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert lines[0].startswith("error: task.yaml: baselines.finetune.max_seq_length"), lines

@@ -201,14 +201,14 @@ SWEEP = """\
 tune:
   methods: [lora]
   n_trials: 2
-  max_steps: 12
-  eval_every: 12
+  max_steps: 150                 # long enough (seconds) that the cancel always lands inside the second trial
+  eval_every: 150
   pruner: none
   max_seq_length: 48
   latency_queries: 1
   search:
     batch_size: {choices: [4]}
-    epochs: {choices: [1.0]}
+    epochs: {choices: [1000.0]}
 """
 
 
