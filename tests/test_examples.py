@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from advisor.tasks import load_task
+from baselines.base import load_all
 from conftest import REPO
 from test_cli import advise
 
@@ -32,11 +33,18 @@ def test_example_reaches_its_verdict(tmp_path, name):
     best = cands[verdict["best_quality"]]
     q = winner["quality"]
     assert q["ci_low"] <= q["mean"] <= q["ci_high"]
-    if EXPECTED[name] == "finetune":
-        # Fine-tuning wins only when significantly better than every cheaper option, by more than min_gain.
-        assert verdict["winner"] == verdict["best_quality"]
+    registry = load_all()
+
+    def fine_tuned(candidate: str) -> bool:  # finetune and finetune_rag: the registry says which
+        return registry[cands[candidate]["baseline"]].fine_tuned
+
+    if registry[EXPECTED[name]].fine_tuned:
+        # Fine-tuning (plain or FT + RAG) wins only when significantly better than every prompt and
+        # RAG option, by more than min_gain; between the two fine-tuned options the cheaper adequate one wins.
+        assert fine_tuned(verdict["winner"]) and fine_tuned(verdict["best_quality"])
+        assert cmp[verdict["winner"]]["adequate"] and not cmp[verdict["winner"]]["violations"]
         for other, c in cmp.items():
-            if cands[other]["baseline"] != "finetune":
+            if not fine_tuned(other):
                 assert c["significantly_worse"] and c["diff_ci_low"] > 0 and c["diff_vs_best"] > 0.02, other
     else:
         # A cheaper option wins: it is adequate (not significantly worse, or within min_gain),
@@ -47,7 +55,7 @@ def test_example_reaches_its_verdict(tmp_path, name):
         for other, c in cmp.items():
             # Every prompt or RAG option that costs clearly less is not adequate (fine-tuning is
             # the last resort: it may cost less and still lose, see the rule in README.md).
-            if cands[other]["baseline"] != "finetune" and c["total_cost_usd"] < w["total_cost_usd"] * 0.75:
+            if not fine_tuned(other) and c["total_cost_usd"] < w["total_cost_usd"] * 0.75:
                 assert not c["adequate"] or c["violations"], other
     if EXPECTED[name] == "rag":
         assert cands["rag"]["details"]["kind"] == "corpus"
