@@ -103,3 +103,18 @@ def test_the_cuda_path_trains_with_length_grouped_unmasked_batches():
     assert result.steps == 12 and math.isfinite(result.final_loss) and result.tokens_seen > 0
     adapter_dtypes = {p.dtype for n, p in result.model.named_parameters() if "lora_" in n}
     assert adapter_dtypes == {torch.bfloat16}  # adapters live in the base's dtype on CUDA
+
+
+def test_cpu_micro_batch_is_bounded_by_tokens_and_keeps_the_effective_batch():
+    from tuner.training import CPU_MICRO_TOKENS, TrainSettings, prepare_device
+
+    long_pairs = TrainSettings(batch_size=8, grad_accum=1, max_seq_length=450)
+    prepare_device(None, long_pairs, "cpu", rows_per_record=2)  # 8 pairs × 2 answers × 450 tokens
+    assert (long_pairs.batch_size, long_pairs.grad_accum) == (4, 2)
+    assert long_pairs.batch_size * 2 * 450 <= CPU_MICRO_TOKENS
+    longer = TrainSettings(batch_size=8, grad_accum=1, max_seq_length=514)  # 3 pairs would fit: 3 × 3 ≠ 8
+    prepare_device(None, longer, "cpu", rows_per_record=2)
+    assert (longer.batch_size, longer.grad_accum) == (2, 4)
+    short = TrainSettings(batch_size=8, grad_accum=1, max_seq_length=96)
+    prepare_device(None, short, "cpu")
+    assert (short.batch_size, short.grad_accum) == (8, 1)  # what fits is left alone

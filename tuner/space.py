@@ -236,12 +236,15 @@ def clean_params(optuna_params: dict) -> dict:
 
 
 def micro_batches(batch_size: int, max_micro: int) -> tuple[int, int]:
-    """(micro-batch, gradient accumulation) for an effective batch size.
+    """(micro-batch, gradient accumulation) for an effective batch size: the largest micro-batch of at
+    most ``max_micro`` that divides it, so micro-batch × accumulation is the effective batch exactly.
 
     >>> micro_batches(32, 8)
     (8, 4)
     >>> micro_batches(6, 8)
     (6, 1)
+    >>> micro_batches(8, 3)
+    (2, 4)
     """
-    accum = max(1, math.ceil(batch_size / max_micro))
-    return math.ceil(batch_size / accum), accum
+    micro = max(d for d in range(1, max(1, min(max_micro, batch_size)) + 1) if batch_size % d == 0)
+    return micro, batch_size // micro

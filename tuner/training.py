@@ -198,10 +198,23 @@ def apply_adapter(model, adapter, device: str = "cpu"):
     return model
 
 
+CPU_MICRO_TOKENS = 4096  # sequence tokens one CPU micro-batch may hold (rows × rows per record × length)
+
+
 def prepare_device(model, settings: TrainSettings, device: str, rows_per_record: int = 1) -> None:
     """On CUDA: the SDPA kernels, and with ``micro_batch_from_memory`` the largest micro-batch that
-    fits (``settings`` changed in place; ``rows_per_record`` sequences each, 2 for a preference pair)."""
+    fits (``settings`` changed in place; ``rows_per_record`` sequences each, 2 for a preference pair).
+    On CPU: at most ``CPU_MICRO_TOKENS`` tokens a micro-batch, the rest by gradient accumulation (the
+    effective batch stays): DPO on 8 pairs with ~450-token prompts (retrieved pages, as in an FT + RAG
+    pilot; 49k-token vocabulary, fp32 logits) peaked at 21 GB without it and 12 GB with it, at the
+    same step time (``bench/bench_cpu_memory.py``)."""
     if not device.startswith("cuda"):
+        per_row = rows_per_record * settings.max_seq_length
+        if settings.batch_size * per_row > CPU_MICRO_TOKENS and settings.batch_size > 1:
+            effective = settings.batch_size * settings.grad_accum
+            from tuner.space import micro_batches
+
+            settings.batch_size, settings.grad_accum = micro_batches(effective, max(1, CPU_MICRO_TOKENS // per_row))
         return
     from tuner import cuda as fast
 
