@@ -11,7 +11,7 @@ from conftest import REPO
 from test_cli import advise
 
 # One example per verdict, each confirmed on the bundled defaults (numbers in each example's README).
-EXPECTED = {"manual-qa": "rag", "extract-email": "finetune", "world-capitals": "prompt"}
+EXPECTED = {"manual-qa": "finetune_rag", "extract-email": "finetune", "world-capitals": "prompt"}
 
 
 @pytest.mark.slow
@@ -21,6 +21,11 @@ def test_example_reaches_its_verdict(tmp_path, name):
     shutil.copytree(REPO / "examples" / name, folder, ignore=shutil.ignore_patterns("runs"))
     r = advise("run", folder / "task.yaml", "--quiet", "--no-tune", timeout=3000)
     assert r.returncode == 0, r.stderr[-3000:]
+    check_verdict(name, folder)
+
+
+def check_verdict(name: str, folder) -> None:
+    """The verdict of the run in ``folder`` against EXPECTED[name] and the rule in README.md."""
     results = json.loads((load_task(folder / "task.yaml").run_dir / "results.json").read_text())
     verdict = results["verdict"]
     cands = {c["name"]: c for c in results["candidates"]}
@@ -57,8 +62,9 @@ def test_example_reaches_its_verdict(tmp_path, name):
             # the last resort: it may cost less and still lose, see the rule in README.md).
             if not fine_tuned(other) and c["total_cost_usd"] < w["total_cost_usd"] * 0.75:
                 assert not c["adequate"] or c["violations"], other
-    if EXPECTED[name] == "rag":
+    if name == "manual-qa":
+        # The facts are only in the manual and train and eval ask about different ones: retrieval
+        # is what brings them, so RAG beats the plain fine-tune, and FT + RAG answers with retrieval.
         assert cands["rag"]["details"]["kind"] == "corpus"
-        ft = cands["finetune"]["quality"]
-        assert cmp["finetune"]["significantly_worse"], "the facts are not in the training data: FT must not match RAG"
-        assert q["mean"] > ft["mean"]
+        assert cmp["finetune"]["significantly_worse"] and cands["rag"]["quality"]["mean"] > cands["finetune"]["quality"]["mean"]
+        assert winner["baseline"] == "finetune_rag" and q["mean"] > cands["rag"]["quality"]["mean"]
