@@ -144,8 +144,25 @@ def _tune(checked, progress: Progress, resume: bool, storage: str | None, n_tria
     t0 = time.perf_counter()
     results.study = run_study(task, splits, run_dir=run_dir, progress=progress, pilot=results.finetuned_config(),
                               storage=storage, n_trials=n_trials, resume=resume, study_name=study_name,
-                              corpus=checked.corpus)
+                              corpus=checked.corpus, prompts=study_prompts(checked, results, progress))
     results.timings["tune"] = time.perf_counter() - t0
     results.status = "complete" if results.study.status == "complete" else "interrupted"
     save_results(results, run_dir)
     return results
+
+
+def study_prompts(checked, results: Results, progress: Progress = QUIET):
+    """When FT + RAG won the run, ``advise tune`` searches fine-tunes that train and answer with
+    retrieval, as ``advise run`` would have gone on to; otherwise the task's own prompts (None)."""
+    verdict = results.verdict
+    winner = next((c for c in results.candidates if verdict is not None and c.name == verdict.winner), None)
+    if winner is None or not verdict.finetune_wins or winner.baseline != "finetune_rag":
+        return None
+    from baselines.base import RunContext
+    from baselines.finetune_rag import study_prompts as hybrid_prompts
+    from foundation.models import pick_device
+
+    task = checked.task
+    ctx = RunContext(task=task, splits=checked.splits, corpus=checked.corpus, model=None, tokenizer=None,
+                     device=pick_device(task.device), run_dir=task.run_dir, progress=progress)
+    return hybrid_prompts(ctx)

@@ -48,9 +48,19 @@ def run_finetune_rag(ctx: RunContext):
     return [train_pilot(ctx, hybrid_pilot(ctx, retrieval))]
 
 
-def hybrid_pilot(ctx: RunContext, retrieval) -> Pilot:
-    """The FT + RAG pilot: RAFT-style training prompts, RAG's prompts for validation and eval."""
-    task, tok, splits = ctx.task, ctx.tokenizer, ctx.splits
+def study_prompts(ctx: RunContext) -> TrialPrompts:
+    """The FT + RAG prompts for a study started by ``advise tune`` after FT + RAG won: the same
+    retriever (its index reused from the run) and the same RAFT-style training prompts."""
+    from baselines.rag import build_retrieval
+
+    retrieval, _, _ = build_retrieval(ctx)
+    return _prompts(ctx, retrieval)[0]
+
+
+def _prompts(ctx: RunContext, retrieval) -> tuple[TrialPrompts, list[list[int]], float]:
+    """Training (retrieved + distractors), validation and eval prompt messages; the eval hits and
+    the seconds their retrieval took."""
+    task, splits = ctx.task, ctx.splits
     few_shot = retrieval.kind != "corpus"  # the train records are the items: a record must not see itself
     train_hits = training_hits(retrieval, splits.train, task.baselines.finetune_rag.distractors, task.seed, few_shot)
     by_record = {id(r): h for r, h in zip(splits.train, train_hits)}
@@ -59,10 +69,17 @@ def hybrid_pilot(ctx: RunContext, retrieval) -> Pilot:
     eval_hits = retrieval.search([r.input for r in splits.eval])
     retrieval_seconds = time.perf_counter() - start
     by_eval = dict(zip(map(id, splits.eval), eval_hits))
-    ctx.extras.setdefault("prompts", {})["finetune+rag"] = TrialPrompts(
-        train=lambda r: retrieval.messages(r, by_record[id(r)]),
-        validation=lambda r: retrieval.messages(r, validation_hits[id(r)]),
-        eval=lambda r: retrieval.messages(r, by_eval[id(r)]))
+    prompts = TrialPrompts(train=lambda r: retrieval.messages(r, by_record[id(r)]),
+                           validation=lambda r: retrieval.messages(r, validation_hits[id(r)]),
+                           eval=lambda r: retrieval.messages(r, by_eval[id(r)]))
+    return prompts, eval_hits, retrieval_seconds
+
+
+def hybrid_pilot(ctx: RunContext, retrieval) -> Pilot:
+    """The FT + RAG pilot: RAFT-style training prompts, RAG's prompts for validation and eval."""
+    task, tok, splits = ctx.task, ctx.tokenizer, ctx.splits
+    trial_prompts, eval_hits, retrieval_seconds = _prompts(ctx, retrieval)
+    ctx.extras.setdefault("prompts", {})["finetune+rag"] = trial_prompts
     prompts = [render_prompt(tok, retrieval.messages(r, h)) for r, h in zip(splits.eval, eval_hits)]
 
     def answer_one(model, i):
@@ -74,8 +91,7 @@ def hybrid_pilot(ctx: RunContext, retrieval) -> Pilot:
     return Pilot(
         name="finetune+rag", baseline="finetune_rag", adapter="pilot-rag", label="Pilot fine-tune with retrieved context (FT + RAG)",
         eval_prompts=prompts, answer_one=answer_one, extra_seconds=retrieval_seconds,
-        train_messages=lambda r: retrieval.messages(r, by_record[id(r)]),
-        validation_messages=lambda r: retrieval.messages(r, validation_hits[id(r)]),
+        train_messages=trial_prompts.train, validation_messages=trial_prompts.validation,
         describe=lambda config, steps: (
             f"pilot LoRA r={config.params['rank']} {_stage_text(config)} with the top-{retrieval.k} {what} "
             f"(+{task.baselines.finetune_rag.distractors} distractor) in each prompt, {steps} steps; answers with RAG"),

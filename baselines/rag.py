@@ -149,12 +149,10 @@ class Retrieval:
         return task_messages(task.prompt, record, [self.train[j] for j in hits])
 
 
-@register_baseline("rag", order=1, kind="Retrieval (RAG)", headline="Use retrieval (RAG)",
-                   action="Ship retrieval-augmented generation (RAG): the base model answers with passages "
-                          "looked up in your documents. No fine-tuning is needed.")
-def run_rag(ctx: RunContext):
-    task, cfg, tok = ctx.task, ctx.task.baselines.rag, ctx.tokenizer
-    eval_recs = ctx.splits.eval
+def build_retrieval(ctx: RunContext) -> tuple[Retrieval, bool, float]:
+    """The task's retriever over its corpus chunks (or its train inputs), the index reused from
+    ``runs/<name>/rag/`` while they are unchanged; with whether it was reused and the build time."""
+    task, cfg = ctx.task, ctx.task.baselines.rag
     if ctx.corpus:
         kind = "corpus"
         items = chunk_documents(ctx.corpus, ctx.embedder.tokenizer, cfg.chunk_tokens, cfg.chunk_overlap)
@@ -162,7 +160,17 @@ def run_rag(ctx: RunContext):
         kind = "retrieval-few-shot"
         items = [Chunk(f"train:{i}", r.input) for i, r in enumerate(ctx.splits.train)]
     index, reused, build_seconds = load_or_build_index(ctx, items, ctx.run_dir / "rag")
-    retrieval = Retrieval(kind, items, index, min(cfg.top_k, len(items)), ctx.embedder, task, ctx.splits.train)
+    return Retrieval(kind, items, index, min(cfg.top_k, len(items)), ctx.embedder, task, ctx.splits.train), reused, build_seconds
+
+
+@register_baseline("rag", order=1, kind="Retrieval (RAG)", headline="Use retrieval (RAG)",
+                   action="Ship retrieval-augmented generation (RAG): the base model answers with passages "
+                          "looked up in your documents. No fine-tuning is needed.")
+def run_rag(ctx: RunContext):
+    task, cfg, tok = ctx.task, ctx.task.baselines.rag, ctx.tokenizer
+    eval_recs = ctx.splits.eval
+    retrieval, reused, build_seconds = build_retrieval(ctx)
+    kind, items = retrieval.kind, retrieval.items
     ctx.extras["retrieval"] = retrieval
     if (again := ctx.reusable("rag")) is not None:
         return [again]

@@ -164,3 +164,26 @@ def test_run_with_seeds_reports_stability_and_reuses_seed_free_candidates(tmp_pa
     assert not (seed_dir / "predictions" / "prompt-zero-shot.jsonl").exists()
     saved = json.loads((tmp_path / "t" / "runs" / "tiny-task" / "results.json").read_text())
     assert saved["stability"]["summary"] == st.summary
+
+
+def test_advise_tune_after_an_ft_rag_win_trains_with_retrieved_context(tmp_path):
+    """``advise tune`` on its own (after ``advise run --no-tune``) searches what won: when FT + RAG
+    won, every trial trains on the RAFT-style prompts and answers with retrieval, as the study that
+    ``advise run`` starts would; after a plain fine-tune win, on the task's own prompts."""
+    from advisor.pipeline import run_task, study_prompts
+    from advisor.tasks import check_task
+    from tuner.training import sft_dataset
+
+    path = write_task(tmp_path / "t")
+    results = run_task(path, tune=False)
+    assert {c.name for c in results.candidates} >= {"finetune", "finetune+rag"}
+    checked = check_task(path)
+    # The tiny random model wins nothing: the verdict is set to each fine-tuned winner in turn.
+    results.verdict = results.verdict.model_copy(update={"winner": "finetune", "recommendation": "finetune",
+                                                         "finetune_wins": True})
+    assert study_prompts(checked, results) is None
+    results.verdict = results.verdict.model_copy(update={"winner": "finetune+rag", "recommendation": "finetune_rag"})
+    prompts = study_prompts(checked, results)
+    rows = sft_dataset(checked.splits.train, checked.task.prompt, prompts.train)
+    assert all("Context:" in row["prompt"][-1]["content"] for row in rows)
+    assert all("Context:" in prompts.eval(r)[-1]["content"] for r in checked.splits.eval)
