@@ -155,8 +155,10 @@ def study_prompts(checked, results: Results, progress: Progress = QUIET):
     """When FT + RAG won the run, ``advise tune`` searches fine-tunes that train and answer with
     retrieval, as ``advise run`` would have gone on to; otherwise the task's own prompts (None)."""
     verdict = results.verdict
-    winner = next((c for c in results.candidates if verdict is not None and c.name == verdict.winner), None)
-    if winner is None or not verdict.finetune_wins or winner.baseline != "finetune_rag":
+    if verdict is None or not verdict.finetune_wins:
+        return None
+    winner = next((c for c in results.candidates if c.name == verdict.winner), None)
+    if winner is None or winner.baseline != "finetune_rag":
         return None
     from baselines.base import RunContext
     from baselines.finetune_rag import study_prompts as hybrid_prompts

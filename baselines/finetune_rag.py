@@ -57,9 +57,9 @@ def study_prompts(ctx: RunContext) -> TrialPrompts:
     return _prompts(ctx, retrieval)[0]
 
 
-def _prompts(ctx: RunContext, retrieval) -> tuple[TrialPrompts, list[list[int]], float]:
-    """Training (retrieved + distractors), validation and eval prompt messages; the eval hits and
-    the seconds their retrieval took."""
+def _prompts(ctx: RunContext, retrieval) -> tuple[TrialPrompts, float]:
+    """Training (retrieved + distractors), validation and eval prompt messages, and the seconds the
+    eval split's retrieval took."""
     task, splits = ctx.task, ctx.splits
     few_shot = retrieval.kind != "corpus"  # the train records are the items: a record must not see itself
     train_hits = training_hits(retrieval, splits.train, task.baselines.finetune_rag.distractors, task.seed, few_shot)
@@ -72,15 +72,15 @@ def _prompts(ctx: RunContext, retrieval) -> tuple[TrialPrompts, list[list[int]],
     prompts = TrialPrompts(train=lambda r: retrieval.messages(r, by_record[id(r)]),
                            validation=lambda r: retrieval.messages(r, validation_hits[id(r)]),
                            eval=lambda r: retrieval.messages(r, by_eval[id(r)]))
-    return prompts, eval_hits, retrieval_seconds
+    return prompts, retrieval_seconds
 
 
 def hybrid_pilot(ctx: RunContext, retrieval) -> Pilot:
     """The FT + RAG pilot: RAFT-style training prompts, RAG's prompts for validation and eval."""
     task, tok, splits = ctx.task, ctx.tokenizer, ctx.splits
-    trial_prompts, eval_hits, retrieval_seconds = _prompts(ctx, retrieval)
+    trial_prompts, retrieval_seconds = _prompts(ctx, retrieval)
     ctx.extras.setdefault("prompts", {})["finetune+rag"] = trial_prompts
-    prompts = [render_prompt(tok, retrieval.messages(r, h)) for r, h in zip(splits.eval, eval_hits)]
+    prompts = [render_prompt(tok, trial_prompts.eval(r)) for r in splits.eval]
 
     def answer_one(model, i):
         h = retrieval.search([splits.eval[i].input])[0]

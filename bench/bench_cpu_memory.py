@@ -24,7 +24,7 @@ NAME = "cpu_memory"
 TARGET = 0.6  # capped peak memory at most this share of the uncapped one
 
 CHILD = r"""
-import json, sys, time
+import json, sys
 sys.path.insert(0, {repo!r})
 from foundation.config import PromptConfig
 from foundation.models import load_model, load_tokenizer, resolve_model
@@ -68,13 +68,18 @@ def run_side(capped: bool, args) -> dict:
     return {**out, "peak_rss_gb": peak_kb / 1024 / 1024, "seconds_per_step": out["train_seconds"] / out["steps"]}
 
 
-def main(argv=None) -> dict:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--reps", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--prompt-tokens", type=int, default=450)
-    args = p.parse_args(argv)
+    p.add_argument("--_side", choices=("capped", "uncapped"), help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None) -> dict:
+    args = parser().parse_args(argv)
     print(machine_line())
     # RUSAGE_CHILDREN's ru_maxrss is a running maximum over all children: each side is run from
     # a fresh process of its own (--_side), whose one child is the training.
@@ -105,14 +110,8 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    if "--_side" in sys.argv:
-        i = sys.argv.index("--_side")
-        side = sys.argv[i + 1]
-        rest = sys.argv[1:i] + sys.argv[i + 2:]
-        p = argparse.ArgumentParser()
-        p.add_argument("--steps", type=int, default=3)
-        p.add_argument("--batch-size", type=int, default=8)
-        p.add_argument("--prompt-tokens", type=int, default=450)
-        print(json.dumps(run_side(side == "capped", p.parse_args(rest))))
+    cli = parser().parse_args()
+    if cli._side:  # one side, run from the driver in a process of its own
+        print(json.dumps(run_side(cli._side == "capped", cli)))
     else:
         main()

@@ -135,10 +135,9 @@ def bundled_model_dir(progress=None) -> Path:
         progress("converting the bundled SmolLM2-135M-Instruct GGUF to safetensors (once, ~20 s)")
     # The conversion's own progress bars (plain tqdm on stderr) would break a one-line error or a
     # --quiet run on a fresh machine: a failure still raises with its own message.
-    chatter = io.StringIO()
     tmp = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=".convert-"))
     try:
-        with contextlib.redirect_stderr(chatter):
+        with contextlib.redirect_stderr(io.StringIO()):
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
             # transformers marks a GGUF-loaded model as quantized and refuses to save it; the weights

@@ -10,7 +10,7 @@ from baselines.base import load_all
 from conftest import REPO
 from test_cli import advise
 
-# One example per verdict, each confirmed on the bundled defaults (numbers in each example's README).
+# Each example's verdict, confirmed on the bundled defaults (numbers in each example's README).
 EXPECTED = {"manual-qa": "finetune_rag", "extract-email": "finetune", "world-capitals": "prompt"}
 
 
