@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -74,15 +75,13 @@ def run(task_file: Path = typer.Argument(..., help="task.yaml to run."),
     from foundation.progress import Progress
 
     _state["task_file"] = str(task_file)
+    _state["since"] = time.time()
     checked = check_task(task_file)
     task = checked.task
+    _state["results"] = task.run_dir / "results.json"
     console = _console(quiet, json_out)
-    try:
-        with Progress(console, enabled=not quiet) as progress:
-            results = run_task(checked, progress, tune=not no_tune, seeds=seeds)
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted: what was measured is kept in {task.run_dir / 'results.json'}", err=True)
-        raise typer.Exit(130)
+    with Progress(console, enabled=not quiet) as progress:
+        results = run_task(checked, progress, tune=not no_tune, seeds=seeds)
     _finish(results, task.run_dir, console, quiet, json_out)
 
 
@@ -235,8 +234,33 @@ def _usage_line(e) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one line and exit 2; --debug shows the traceback."""
+    """Entry point: user errors print one line and exit 2; --debug shows the traceback; Ctrl-C
+    says what was kept and exits 130."""
+    from foundation import interrupt
+
     args = argv if argv is not None else sys.argv[1:]
+    with interrupt.catching():
+        code = _dispatch(args)
+        if code == 130:  # typer turns a KeyboardInterrupt into a silent exit 130
+            interrupt.handled()
+            print(_interrupted_line(), file=sys.stderr)
+    return code
+
+
+def _interrupted_line() -> str:
+    """Where what was measured before Ctrl-C is, if this command wrote anything yet."""
+    path = _state.get("results")
+    if path is None:
+        return "interrupted"
+    try:
+        if path.stat().st_mtime >= _state["since"]:
+            return f"interrupted: what was measured is kept in {path}"
+    except OSError:
+        pass
+    return "interrupted before anything was measured"
+
+
+def _dispatch(args: list[str]) -> int:
     debug = "--debug" in args
     usage_errors, aborts = _click_exceptions()
     try:
@@ -252,7 +276,6 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as e:
         return e.exit_code
     except (KeyboardInterrupt, *aborts):
-        print("interrupted", file=sys.stderr)
         return 130
     except usage_errors as e:
         if debug:

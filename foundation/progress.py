@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 
+from foundation.interrupt import check
+
 
 class Progress:
     """``with progress.task("Evaluating rag", total=40) as advance: advance(8)``."""
@@ -31,12 +33,20 @@ class Progress:
 
     @contextlib.contextmanager
     def task(self, description: str, total: int | None = None):
+        """Each stage and each of its steps is also where a Ctrl-C that a library dropped stops
+        the command (``foundation.interrupt``)."""
+        check()
         if self._bar is None:
-            yield lambda n=1: None
+            yield lambda n=1: check()
             return
         tid = self._bar.add_task(description, total=total)
+
+        def advance(n=1):
+            self._bar.advance(tid, n)
+            check()
+
         try:
-            yield lambda n=1: self._bar.advance(tid, n)
+            yield advance
         finally:
             if total is not None:
                 self._bar.update(tid, completed=total)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foundation.errors import AdviseError
+from foundation import interrupt
 from foundation.progress import QUIET
 from foundation.results import Study, TrialConfig
 from tuner.evaluate import Evaluator
@@ -244,6 +245,7 @@ def _optimize(study, ctx: TrialContext, n_trials: int | None, progress) -> tuple
         if stop.text is None:
             _run_retries_of_dead_workers(study, tune, optimize)
     except KeyboardInterrupt:
+        interrupt.handled()  # the study ends here; what it found is still summarised and saved
         return "interrupted", "interrupted (Ctrl-C); `advise tune --resume` continues the study"
     if stop.text is not None:
         return "complete", stop.text

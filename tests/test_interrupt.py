@@ -1,0 +1,105 @@
+"""Ctrl-C stops a command the same way wherever it lands (foundation/interrupt.py).
+
+Each case runs in its own process: signals go to a process's main thread, and the two CPython
+behaviours these guard against (an interrupt dropped in a finalizer, an interrupt in
+string-exec'd code turning the exit status into death by SIGINT) only show at process level."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
+    # A module run with -m, as the tests run advise (`python -c` code is itself string code, and a
+    # script file that ends in sys.exit() would hide the second case's exit status).
+    (tmp_path / "interrupt_case.py").write_text("import os, signal, sys, time\nsys.path.insert(0, %r)\n" % str(REPO)
+                                                + textwrap.dedent(body))
+    return subprocess.run([sys.executable, "-m", "interrupt_case"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def test_an_interrupt_dropped_in_a_finalizer_stops_at_the_next_progress_step(tmp_path):
+    r = run_script(tmp_path, """
+        from foundation import interrupt
+        from foundation.progress import QUIET
+
+        class Finalized:
+            def __del__(self):  # the interrupt lands here; CPython prints it and drops it
+                os.kill(os.getpid(), signal.SIGINT)
+                sum(range(200_000))
+
+        steps = 0
+        with interrupt.catching():
+            try:
+                with QUIET.task("training", total=100) as advance:
+                    for _ in range(100):
+                        steps += 1
+                        if steps == 3:
+                            Finalized()
+                            print("after the finalizer", flush=True)
+                        advance()
+            except KeyboardInterrupt:
+                print(f"stopped after {steps} steps", flush=True)
+    """)
+    assert "Exception ignored" in r.stderr and "KeyboardInterrupt" in r.stderr, r.stderr  # the drop happened
+    assert "after the finalizer" in r.stdout and "stopped after 3 steps" in r.stdout, (r.stdout, r.stderr)
+
+
+def test_an_interrupt_in_string_exec_code_still_exits_130(tmp_path):
+    """dataclasses and namedtuple build code with exec(string); an interrupt raised in there marks
+    the process as dying of an unhandled Ctrl-C even when it is caught (exit status -2, not 130)."""
+    r = run_script(tmp_path, """
+        from foundation import interrupt
+
+        with interrupt.catching():
+            try:
+                exec("os.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(300_000): pass")
+                time.sleep(5)
+                print("not interrupted", flush=True)
+            except KeyboardInterrupt:
+                interrupt.handled()
+                print("caught", flush=True)
+        sys.exit(130)
+    """)
+    assert r.returncode == 130 and r.stdout.strip() == "caught", (r.returncode, r.stdout, r.stderr)
+
+
+def test_ctrl_c_anywhere_in_a_command_prints_one_line_and_exits_130(tmp_path):
+    """typer turns a KeyboardInterrupt into a silent exit 130; `advise` still says it was interrupted."""
+    r = run_script(tmp_path, """
+        from advisor import cli
+
+        @cli.app.command("nap")
+        def nap():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+
+        sys.exit(cli.main(["nap"]))
+    """)
+    assert r.returncode == 130 and r.stderr == "interrupted\n", (r.returncode, r.stderr)
+
+
+def test_a_handled_interrupt_is_not_raised_again(tmp_path):
+    """After a command catches Ctrl-C on purpose (the study ends and is summarised), later steps go on."""
+    r = run_script(tmp_path, """
+        from foundation import interrupt
+        from foundation.progress import QUIET
+
+        with interrupt.catching():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                interrupt.handled()
+            with QUIET.task("summarising", total=3) as advance:
+                for _ in range(3):
+                    advance()
+            print("summarised", flush=True)
+    """)
+    assert r.returncode == 0 and r.stdout.strip() == "summarised", (r.returncode, r.stdout, r.stderr)
