@@ -63,6 +63,7 @@ def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int =
         save_results(results, run_dir)
 
     results.verdict = decide(results.candidates, task)
+    results.verdict.cautions.extend(ctx.extras.get("not_measured", []))
     save_results(results, run_dir)
     if seeds > 1:
         t0 = time.perf_counter()

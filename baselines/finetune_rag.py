@@ -42,10 +42,20 @@ def training_hits(retrieval, records, distractors: int, seed: int, exclude_self:
                    action="Fine-tune the model on prompts with retrieved context and ship it with retrieval: "
                           "neither prompting, retrieval nor fine-tuning alone is good enough.")
 def run_finetune_rag(ctx: RunContext):
+    from tuner.lengths import NothingToLearn
+
     retrieval = ctx.extras.get("retrieval")
     if retrieval is None or not retrieval.items:
         return []
-    return [train_pilot(ctx, hybrid_pilot(ctx, retrieval))]
+    try:
+        return [train_pilot(ctx, hybrid_pilot(ctx, retrieval))]
+    except NothingToLearn as e:  # long inputs times top_k: the rest of the run still stands
+        what = "corpus chunks" if retrieval.kind == "corpus" else "similar training examples"
+        ctx.extras.setdefault("not_measured", []).append(
+            f"FT + RAG was not measured: with the top-{retrieval.k} {what} in each prompt, every training prompt is "
+            f"longer than the {e.fit.max_seq_length}-token training limit (the shortest takes {e.fit.shortest_prompt} "
+            "tokens); lower baselines.rag.top_k or baselines.rag.chunk_tokens to measure it")
+        return []
 
 
 def study_prompts(ctx: RunContext) -> TrialPrompts:

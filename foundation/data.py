@@ -29,10 +29,11 @@ class Splits:
         return self.stats.get("kind", "sft")
 
 
-def load_records(path: Path, fmt: str = "auto", columns=None, shown: str | None = None) -> tuple[list[Record], str]:
-    """All records of one file and the format they are in."""
+def load_records(path: Path, fmt: str = "auto", columns=None, shown: str | None = None, *,
+                 answer_lists: bool = True) -> tuple[list[Record], str]:
+    """All records of one file and the format they are in (``answer_lists``: see ``to_record``)."""
     shown = shown or str(path)
-    untyped = path.suffix.lower() == ".csv"  # CSV has no booleans: a label may be the text true / false
+    untyped = path.suffix.lower() in (".csv", ".tsv")  # no booleans there: a label may be the text true / false
     rows = read_rows(path, shown)
     if not rows:
         raise AdviseError("no records", file=shown)
@@ -53,7 +54,7 @@ def load_records(path: Path, fmt: str = "auto", columns=None, shown: str | None 
             elif row_fmt != file_fmt:
                 raise AdviseError(_mixed(row_fmt, file_fmt), file=shown, where=line)
         try:
-            record = to_record(row, row_fmt, columns, untyped=untyped)
+            record = to_record(row, row_fmt, columns, untyped=untyped, answer_lists=answer_lists)
         except ValueError as e:
             raise AdviseError(f"{file_fmt} record: {e}", file=shown, where=line) from None
         record.origin = (shown, line)
@@ -79,9 +80,10 @@ def load_splits(task) -> Splits:
     shown_task = display_path(task.source_path) if task.source_path else "task.yaml"
     rng = random.Random(task.seed)
     formats = {}
+    lists = {"answer_lists": task.metric.name != "json"}  # a json reference may itself be a list
     if data.file is not None:
         path = task.resolve(data.file)
-        records, formats["file"] = load_records(path, data.format, data.columns, display_path(path))
+        records, formats["file"] = load_records(path, data.format, data.columns, display_path(path), **lists)
         order = list(range(len(records)))
         rng.shuffle(order)
         n_eval = max(1, round(len(records) * data.eval_fraction))
@@ -89,9 +91,9 @@ def load_splits(task) -> Splits:
         train = [records[i] for i in order[n_eval:]]
     else:
         train, formats["train"] = load_records(task.resolve(data.train), data.format, data.columns,
-                                               display_path(task.resolve(data.train)))
+                                               display_path(task.resolve(data.train)), **lists)
         eval_recs, formats["eval"] = load_records(task.resolve(data.eval), data.format, data.columns,
-                                                  display_path(task.resolve(data.eval)))
+                                                  display_path(task.resolve(data.eval)), **lists)
         _check_same_kind(task, formats)
     if data.max_eval:
         eval_recs = eval_recs[: data.max_eval]
@@ -106,8 +108,8 @@ def load_splits(task) -> Splits:
         where = "data.eval_fraction" if data.file is not None else ("data.max_train" if data.max_train else "data.train")
         raise AdviseError("the train split is empty", file=shown_task, where=where)
     check_references(task, train + eval_recs, shown_task)
-    eval_keys = {r.key() for r in eval_recs}
-    leaked = [r for r in train if r.key() in eval_keys]
+    train_keys = {r.key() for r in train}
+    leaked = [r for r in eval_recs if r.key() in train_keys]
     val = []
     if data.validation_fraction > 0 and len(train) >= 10:
         order = list(range(len(train)))
@@ -144,6 +146,7 @@ def check_references(task, records: list[Record], shown_task: str) -> None:
     for r in records:
         if r.label is False:  # an undesirable answer (unpaired data) is not a reference to match
             continue
+        r.alternatives = [a for a in r.alternatives if not check_reference(task.metric, a)]  # extras may go
         problem = check_reference(task.metric, r.output)
         if problem:
             file, line = r.origin or (shown_task, "metric")

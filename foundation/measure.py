@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from foundation.costs import hourly_price
-from foundation.metrics import METRICS, metric_options, score
+from foundation.metrics import METRICS, metric_options, score_records
 from foundation.records import is_preference
 from foundation.resources import PeakMemory
 from foundation.results import CandidateResult, Latency, Quality, Tokens, TrialConfig
@@ -85,15 +85,13 @@ def candidate_scores(ctx, run: CandidateRun, texts: list[str]) -> tuple[list[flo
         options = metric_options(task.metric)
         extra["format_share"] = sum(bool(metric.format_check(t, **options)) for t in texts) / max(1, len(texts))
     if not is_preference(records):
-        return score(task, texts, [r.output for r in records],
-                     embedder=ctx.embedder if metric.needs_embedder else None), extra
+        return score_records(task, texts, records, embedder=ctx.embedder if metric.needs_embedder else None), extra
     from foundation.likelihood import preference_scores
 
     scores, margins = preference_scores(run.model, ctx.tokenizer, run.prompts, records)
     extra["preference_margin_mean"] = float(np.mean(margins)) if margins else 0.0
     if "metric" in task.model_fields_set and all(r.label is None or r.label for r in records):
-        generated = score(task, texts, [r.output for r in records],
-                          embedder=ctx.embedder if metric.needs_embedder else None)
+        generated = score_records(task, texts, records, embedder=ctx.embedder if metric.needs_embedder else None)
         q = measure_quality(task, generated)
         extra["generation_metric"] = {"name": metric.name, "label": metric.label, "mean": q.mean,
                                       "ci_low": q.ci_low, "ci_high": q.ci_high}
@@ -110,5 +108,7 @@ def write_predictions(path: Path, records, predictions: list[str], scores: list[
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for i, (r, p, s) in enumerate(zip(records, predictions, scores)):
-            f.write(json.dumps({"index": i, "input": r.input, "reference": r.output, "prediction": p, "score": s},
-                               ensure_ascii=False) + "\n")
+            row = {"index": i, "input": r.input, "reference": r.output, "prediction": p, "score": s}
+            if getattr(r, "alternatives", None):
+                row["also_accepted"] = r.alternatives
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -10,7 +10,7 @@ reference can ever be matched, and whether it needs the embedder. Adding a metri
 >>> score(MetricConfig(name="exact_match"), ["  Paris. "], ["paris"])
 [1.0]
 >>> [round(s, 2) for s in score(MetricConfig(name="token_f1"), ["the capital is Paris"], ["Paris"])]
-[0.4]
+[0.5]
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from typing import Callable
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
+# In labels _ - / separate words: card_arrival, Sci/Tech and not-spam are answered in words.
+_LABEL_PUNCT = str.maketrans({**{c: None for c in string.punctuation}, "_": " ", "-": " ", "/": " "})
 
 
 def normalize(text: str) -> str:
@@ -36,8 +38,10 @@ def normalize_label(text: str) -> str:
 
     >>> normalize_label(" A. ")
     'a'
+    >>> normalize_label("card_arrival") == normalize_label("Card arrival.")
+    True
     """
-    return " ".join(str(text).lower().translate(_PUNCT).split())
+    return " ".join(str(text).lower().translate(_LABEL_PUNCT).split())
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,23 @@ def score(task_or_metric, predictions: list[str], references: list[str], embedde
     """
     config = getattr(task_or_metric, "metric", task_or_metric)
     return METRICS[config.name].score_all(predictions, references, metric_options(config), embedder)
+
+
+def score_records(task_or_metric, predictions: list[str], records, embedder=None) -> list[float]:
+    """``score`` against each record's reference and its alternatives (other acceptable answers,
+    as SQuAD lists them): the best of them, as SQuAD scores."""
+    index, preds, refs = [], [], []
+    for i, (p, r) in enumerate(zip(predictions, records)):
+        for ref in (r.output, *getattr(r, "alternatives", ())):
+            index.append(i)
+            preds.append(p)
+            refs.append(ref)
+    best = [0.0] * len(records)
+    seen = [False] * len(records)
+    for i, s in zip(index, score(task_or_metric, preds, refs, embedder)):
+        best[i] = s if not seen[i] else max(best[i], s)
+        seen[i] = True
+    return best
 
 
 def check_reference(metric_config, reference: str) -> str | None:

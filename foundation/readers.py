@@ -1,6 +1,6 @@
 """Data files → rows, each with where it came from (line, item or row number) for error messages.
 
-Supported files: .jsonl, .json (a list of objects), .csv, .parquet.
+Supported files: .jsonl, .json (a list of objects, or JSON Lines), .csv, .tsv, .parquet.
 """
 from __future__ import annotations
 
@@ -21,30 +21,29 @@ def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dic
         return _read_parquet(path, shown)
     text = read_text(path, shown)
     if suffix == ".jsonl":
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            obj = _json(line, shown, n)
-            if not isinstance(obj, dict):
-                raise AdviseError(f"expected a JSON object, got {type(obj).__name__}", file=shown, where=n)
-            rows.append((n, obj))
-        return rows
+        return _json_lines(text, shown)
     if suffix == ".json":
-        obj = _json(text, shown, None)
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            if e.msg == "Extra data" and text.lstrip().startswith("{"):
+                return _json_lines(text, shown)  # JSON Lines named .json, as datasets' to_json writes it
+            obj = _json(text, shown, None)
+        except (RecursionError, ValueError):
+            obj = _json(text, shown, None)
         if isinstance(obj, dict) and isinstance(obj.get("data"), list):
             obj = obj["data"]
         if not isinstance(obj, list):
-            raise AdviseError("expected a JSON list of records", file=shown)
+            raise AdviseError("expected a JSON list of records (or one JSON object per line)", file=shown)
         for i, item in enumerate(obj, 1):
             if not isinstance(item, dict):
                 raise AdviseError(f"expected a JSON object, got {type(item).__name__}", file=shown, where=f"item {i}")
         return [(f"item {i}", item) for i, item in enumerate(obj, 1)]
-    if suffix == ".csv":
+    if suffix in (".csv", ".tsv"):
         import csv
         import io
 
-        reader = csv.DictReader(io.StringIO(text))
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
         rows = []
         try:
             header = reader.fieldnames or []
@@ -58,7 +57,19 @@ def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dic
         except csv.Error as e:
             raise AdviseError(f"malformed CSV: {e}", file=shown, where=reader.line_num) from None
         return rows
-    raise AdviseError(f"unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet", file=shown)
+    raise AdviseError(f"unsupported file type {suffix!r}; use .jsonl, .json, .csv, .tsv or .parquet", file=shown)
+
+
+def _json_lines(text: str, shown: str) -> list[tuple[int, dict]]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        obj = _json(line, shown, n)
+        if not isinstance(obj, dict):
+            raise AdviseError(f"expected a JSON object, got {type(obj).__name__}", file=shown, where=n)
+        rows.append((n, obj))
+    return rows
 
 
 def _json(text: str, shown: str, line: int | None):

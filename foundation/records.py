@@ -34,10 +34,13 @@ class Record:
     history: list[dict] = field(default_factory=list)  # earlier {role, content} turns
     rejected: str | None = None  # paired preference data: the worse answer (``output`` is the chosen one)
     label: bool | None = None  # unpaired preference data (KTO): whether ``output`` is a desirable answer
+    alternatives: list[str] = field(default_factory=list)  # other acceptable references (SQuAD's answers list)
     origin: tuple | None = field(default=None, compare=False, repr=False)  # (file, line) for errors
 
     def key(self) -> str:
-        return hashlib.sha1(json.dumps([self.input.strip(), self.output.strip()]).encode()).hexdigest()
+        """The same example: the same input, answer, system prompt and earlier turns."""
+        return hashlib.sha1(json.dumps([self.input.strip(), self.output.strip(), self.system or "",
+                                        self.history]).encode()).hexdigest()
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -163,24 +166,52 @@ def _system(row: dict, key: str | None) -> str | None:
     return _text(row[key], key) or None
 
 
-def to_record(row: dict, fmt: str, columns=None, *, untyped: bool = False) -> Record:
+def to_record(row: dict, fmt: str, columns=None, *, untyped: bool = False, answer_lists: bool = True) -> Record:
     """Convert one row in format ``fmt``; raises ValueError naming the missing field. ``untyped``:
-    the row comes from a file without types (CSV), so a ``label`` may be the text true or false."""
+    the row comes from a file without types (CSV), so a ``label`` may be the text true or false.
+    ``answer_lists``: an answer given as a list of texts (TriviaQA) or as SQuAD's ``{text: [...]}``
+    is its first text, with the others as alternatives the metric also accepts (off for the json
+    metric, whose references are JSON values)."""
     if fmt in PAIRED_FORMATS or fmt in UNPAIRED_FORMATS:
         return _preference_record(row, fmt, untyped)
+
+    def value(key):
+        if key in row or fmt != "columns" or "." not in key:
+            return row.get(key)
+        node = row  # a dotted column path: answers.text
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def present(key) -> bool:
+        return key in row or value(key) is not None
+
     def need(key):
-        if key not in row and fmt == "columns":
+        if not present(key) and fmt == "columns":
             have = ", ".join(sorted(map(str, row))) or "none"
             raise ValueError(f"no column '{key}' (columns here: {have})")
-        if key not in row or row[key] is None or (isinstance(row[key], str) and not row[key].strip()):
+        v = value(key)
+        if v is None or (isinstance(v, str) and not v.strip()):
             raise ValueError(f"missing or empty field '{key}'")
-        return _text(row[key], key)
+        return _text(v, key)
+
+    def answer(key) -> dict:
+        v = value(key)
+        texts = _answer_texts(v) if answer_lists else None
+        if texts is None:
+            return {"output": need(key)}
+        if not texts:
+            raise ValueError(f"'{key}' holds no answer text")
+        texts = [_text(t, key) for t in texts]
+        return {"output": texts[0], "alternatives": list(dict.fromkeys(t for t in texts[1:] if t != texts[0]))}
 
     if fmt == "alpaca":
         instruction = need("instruction")
         extra = row.get("input")
         text = f"{instruction}\n\n{_text(extra, 'input')}" if extra not in (None, "") else instruction
-        return Record(input=text, output=need("output"), system=_system(row, "system"))
+        return Record(input=text, **answer("output"), system=_system(row, "system"))
     if fmt in ("sharegpt", "messages"):
         key = "conversations" if fmt == "sharegpt" else "messages"
         if key not in row:
@@ -189,12 +220,24 @@ def to_record(row: dict, fmt: str, columns=None, *, untyped: bool = False) -> Re
         role, text = ("from", "value") if fmt == "sharegpt" else ("role", "content")
         return _from_turns(row[key], role, text, key)
     if fmt == "prompt_completion":
-        return Record(input=need("prompt"), output=need("completion"))
+        return Record(input=need("prompt"), **answer("completion"))
     if fmt == "question_answer":
-        return Record(input=need("question"), output=need("answer"))
+        return Record(input=need("question"), **answer("answer"))
     if fmt == "columns":
-        return Record(input=need(columns.input), output=need(columns.output), system=_system(row, columns.system))
+        return Record(input=need(columns.input), **answer(columns.output), system=_system(row, columns.system))
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def _answer_texts(value) -> list | None:
+    """The answer texts of a list of texts or of SQuAD's ``{"text": [...], "answer_start": [...]}``;
+    None for anything else (one text, or a JSON value that is itself the answer)."""
+    if isinstance(value, dict) and "text" in value:
+        value = value["text"]
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return [value] if str(value).strip() else []
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        return [v for v in value if str(v).strip()]
+    return None
 
 
 def _preference_record(row: dict, fmt: str, untyped: bool) -> Record:

@@ -21,6 +21,7 @@ def quiet_libraries() -> None:
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's own bars (reference log-probs) read only this
     # Notices the libraries raise about each other (renamed arguments, deprecations), not about the task.
     for category in (FutureWarning, DeprecationWarning, UserWarning):
         warnings.filterwarnings("ignore", category=category)

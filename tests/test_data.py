@@ -45,6 +45,22 @@ def test_column_mapping_csv_and_parquet(tmp_path):
     assert fmt == "question_answer" and records[1].output == "B"
 
 
+def test_json_lines_named_json_and_tab_separated_files_are_read(tmp_path):
+    """`Dataset.to_json("train.json")` writes JSON Lines; a .tsv is a CSV with tabs."""
+    lines = tmp_path / "train.json"
+    lines.write_text('{"question": "a?", "answer": "A"}\n{"question": "b?", "answer": "B"}\n')
+    records, fmt = load_records(lines)
+    assert fmt == "question_answer" and [r.output for r in records] == ["A", "B"]
+    lines.write_text('{"question": "a?", "answer": "A"}\n{"question": "b?", "answer": \n')
+    with pytest.raises(AdviseError) as err:
+        load_records(lines, shown="train.json")
+    assert err.value.one_line().startswith("train.json: line 2: invalid JSON")
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text("question\tanswer\nwhere, exactly?\tthere, I think\n")
+    records, fmt = load_records(tsv)
+    assert (records[0].input, records[0].output) == ("where, exactly?", "there, I think")
+
+
 def test_mixed_formats_are_rejected_with_the_line(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [ROWS["alpaca"], ROWS["alpaca"], ROWS["question_answer"]])
     with pytest.raises(AdviseError) as err:
@@ -67,7 +83,39 @@ def test_single_file_split_is_seeded_and_leakage_is_reported(tmp_path):
                       [{"question": f"t{i}", "answer": "x"} for i in range(10)],
                       eval_rows=[{"question": "same?", "answer": "yes"}] + [{"question": f"e{i}", "answer": "y"} for i in range(6)])
     stats = load_splits(load_task(path)).stats
-    assert stats["leakage"]["train_eval_duplicates"] == 3
+    assert stats["leakage"]["train_eval_duplicates"] == 1  # eval records seen in train, not train copies of them
+
+
+def test_conversations_that_differ_before_the_last_turn_are_not_leakage(tmp_path):
+    def chat(first):
+        return {"messages": [{"role": "user", "content": first}, {"role": "assistant", "content": "ok"},
+                             {"role": "user", "content": "and now?"}, {"role": "assistant", "content": "done"}]}
+
+    path = write_task(tmp_path / "t", train=[chat(f"step {i}") for i in range(8)],
+                      eval_rows=[chat(f"other step {i}") for i in range(5)] + [chat("step 0")])
+    assert load_splits(load_task(path)).stats["leakage"]["train_eval_duplicates"] == 1
+
+
+def test_squad_and_triviaqa_answer_lists_are_a_reference_with_alternatives(tmp_path):
+    """SQuAD's {text: [...], answer_start: [...]} and a plain list of texts: the first text is the
+    reference (and what a fine-tune learns), the rest are accepted too; never their JSON text."""
+    squad = [{"question": f"Where is site {i}?", "answers": {"text": [f"Town {i}", f"the town of Town {i}"],
+                                                              "answer_start": [3, 0]}} for i in range(12)]
+    path = write_task(tmp_path / "t", train=squad[:6], eval_rows=squad[6:])
+    text = path.read_text().replace("metric: {name: contains}", "metric: {name: exact_match}")
+    path.write_text(text.replace("data: {", "data: {columns: {input: question, output: answers}, "))
+    splits = load_splits(load_task(path))
+    first = splits.eval[0]
+    assert first.output == "Town 6" and first.alternatives == ["the town of Town 6"]
+    from foundation.metrics import score_records
+
+    task = load_task(path)
+    assert score_records(task, ["town 6", "the town of town 7", '{"text": ["Town 8"]}'], splits.eval[:3]) == [1.0, 1.0, 0.0]
+    path.write_text(path.read_text().replace("output: answers}", "output: answers.text}"))
+    assert load_splits(load_task(path)).eval[0].alternatives == ["the town of Town 6"]
+    trivia = [{"question": f"q{i}", "answer": [f"a{i}", f"alias {i}"]} for i in range(12)]
+    path = write_task(tmp_path / "trivia", train=trivia[:6], eval_rows=trivia[6:])
+    assert [(r.output, r.alternatives) for r in load_splits(load_task(path)).eval[:1]] == [("a6", ["alias 6"])]
 
 
 def test_record_key_ignores_surrounding_whitespace():

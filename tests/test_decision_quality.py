@@ -187,3 +187,19 @@ def test_advise_tune_after_an_ft_rag_win_trains_with_retrieved_context(tmp_path)
     rows = sft_dataset(checked.splits.train, checked.task.prompt, prompts.train)
     assert all("Context:" in row["prompt"][-1]["content"] for row in rows)
     assert all("Context:" in prompts.eval(r)[-1]["content"] for r in checked.splits.eval)
+
+
+def test_ft_rag_whose_prompts_cannot_fit_is_left_out_with_a_caution_not_a_failed_run(tiny, tmp_path):
+    """Long retrieved context times top_k can outgrow the training limit (4096 tokens) while the
+    plain pilot fits: the run goes on without FT + RAG and the verdict says why it is missing."""
+    path = write_task(tmp_path / "t")
+    for short in (tmp_path / "t/docs").iterdir():
+        short.unlink()
+    (tmp_path / "t/docs/long.md").write_text(" ".join(f"Bay {i} stores part P-{i:03d} on shelf {i % 9}." for i in range(900)))
+    path.write_text(path.read_text().replace("chunk_tokens: 32, chunk_overlap: 8, top_k: 2",
+                                             "chunk_tokens: 1800, chunk_overlap: 0, top_k: 3"))
+    ctx = _ctx(tiny, path)
+    assert load_all()["rag"].run(ctx)
+    assert load_all()["finetune_rag"].run(ctx) == []
+    (note,) = ctx.extras["not_measured"]
+    assert note.startswith("FT + RAG was not measured: with the top-3 corpus chunks") and "baselines.rag.top_k" in note

@@ -58,6 +58,7 @@ def test_run_on_unpaired_preference_data(tmp_path):
     task = _task(tmp_path, UNPAIRED, eval_rows)
     r = _advise("run", task, "--quiet", "--no-tune")
     assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr == ""  # --quiet: not even TRL's bar for the reference log-probs
     results = json.loads((tmp_path / "runs/prefs/results.json").read_text())
     assert results["data"]["kind"] == "unpaired"
     pilot = next(c for c in results["candidates"] if c["name"] == "finetune")

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from foundation.generation import generate, render_prompt, task_prompts, time_single_queries
-from foundation.metrics import score
+from foundation.metrics import score_records
 from foundation.records import is_preference
 
 
@@ -48,7 +48,7 @@ class Evaluator:
 
             return preference_scores(model, self.tokenizer, self.prompts, self.records)[0]
         texts = self.texts(model) if texts is None else texts
-        return score(self.task, texts, [r.output for r in self.records], self.embedder)
+        return score_records(self.task, texts, self.records, self.embedder)
 
     def mean(self, model) -> float:
         return sum(self.scores(model)) / len(self.records)

@@ -86,17 +86,26 @@ def model_max_length(config) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
+class NothingToLearn(AdviseError):
+    """Every training record is cut before its answer at the training length (``.fit`` says how)."""
+
+    def __init__(self, message: str, fit: LengthFit, where: str):
+        super().__init__(message, where=where)
+        self.fit = fit
+
+
 def training_length(lengths: list[tuple[int, int]], configured: int | None, model_config, key: str) -> LengthFit:
     """The length to train with (``configured``, or derived from the record ``lengths`` of
-    :func:`record_token_lengths`); an AdviseError at ``key`` when not one record keeps an answer token."""
+    :func:`record_token_lengths`); :class:`NothingToLearn` at ``key`` when not one record keeps an
+    answer token."""
     fit = fit_length(lengths, configured, model_max_length(model_config))
     if fit.records and fit.dropped == fit.records:
         if fit.derived:
-            raise AdviseError(f"every training prompt is longer than the {fit.max_seq_length}-token training limit "
+            raise NothingToLearn(f"every training prompt is longer than the {fit.max_seq_length}-token training limit "
                               f"(the shortest takes {fit.shortest_prompt} tokens with the chat template and "
-                              "prompt.system): shorten the system prompt or the inputs", where=key)
-        raise AdviseError(f"all {fit.records} training records are longer than {fit.max_seq_length} tokens before "
+                              "prompt.system): shorten the system prompt or the inputs", fit, key)
+        raise NothingToLearn(f"all {fit.records} training records are longer than {fit.max_seq_length} tokens before "
                           f"their answer (the shortest prompt takes {fit.shortest_prompt} tokens with the chat "
                           f"template and prompt.system), so nothing would be learned; raise {key} to at least "
-                          f"{fit.longest} or leave it unset to fit the data", where=key)
+                          f"{fit.longest} or leave it unset to fit the data", fit, key)
     return fit
