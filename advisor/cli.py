@@ -79,6 +79,9 @@ def run(task_file: Path = typer.Argument(..., help="task.yaml to run."),
     checked = check_task(task_file)
     task = checked.task
     _state["results"] = task.run_dir / "results.json"
+    if not quiet:
+        for warning in checked.warnings:
+            typer.echo(f"warning: {warning}", err=True)
     console = _console(quiet, json_out)
     with Progress(console, enabled=not quiet) as progress:
         results = run_task(checked, progress, tune=not no_tune, seeds=seeds)

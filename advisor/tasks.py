@@ -67,8 +67,14 @@ def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True) 
     task = path_or_task if isinstance(path_or_task, TaskConfig) else load_task(path_or_task)
     shown = display_path(task.source_path) if task.source_path else "task.yaml"
     splits = load_splits(task)
-    corpus = load_corpus(task)
+    skipped: list[Path] = []
+    corpus = load_corpus(task, skipped)
     checked = CheckedTask(task=task, splits=splits, corpus=corpus)
+    if skipped:
+        names = ", ".join(display_path(f) for f in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        count = "1 file is" if len(skipped) == 1 else f"{len(skipped)} files are"
+        checked.warnings.append(f"corpus: {count} not .md, .txt or .jsonl and not indexed ({names}); "
+                                "convert them to text to use them")
     leak = splits.stats["leakage"]["train_eval_duplicates"]
     if leak:
         checked.warnings.append(f"{leak} eval records also appear in train (leakage); scores will be optimistic")

@@ -17,28 +17,31 @@ class Document:
     text: str
 
 
-def load_corpus(task) -> list[Document]:
-    """Documents from the corpus files and folders; errors name the offending file."""
+def load_corpus(task, skipped: list[Path] | None = None) -> list[Document]:
+    """Documents from the corpus files and folders; errors name the offending file. Files in a
+    corpus folder that are not .md, .txt or .jsonl go to ``skipped`` when given (validate warns).
+    A document's source is its path under the corpus folder it was found in."""
     shown_task = display_path(task.source_path) if task.source_path else "task.yaml"
-    files: list[Path] = []
+    files: list[tuple[Path, str]] = []
     for i, p in enumerate(task.corpus.paths):
         full = task.resolve(p)
         if full.is_dir():
-            files.extend(walk_files(full, CORPUS_SUFFIXES, task_file=shown_task, where=f"corpus.paths.{i}"))
+            found = walk_files(full, CORPUS_SUFFIXES, task_file=shown_task, where=f"corpus.paths.{i}", skipped=skipped)
+            files.extend((f, f.relative_to(full).as_posix()) for f in found)
         else:
             if full.suffix.lower() not in CORPUS_SUFFIXES:
                 raise AdviseError(f"unsupported corpus file {full.name}; use .md, .txt or .jsonl", file=shown_task,
                                   where=f"corpus.paths.{i}")
-            files.append(full)
+            files.append((full, full.name))
     docs = []
-    for f in files:
+    for f, source in files:
         if f.suffix.lower() == ".jsonl":
             for line, row in read_rows(f, display_path(f)):
                 value = row.get(task.corpus.jsonl_text_field)
                 if not isinstance(value, str):
                     raise AdviseError(f"no text field '{task.corpus.jsonl_text_field}'", file=display_path(f), where=line)
                 if value.strip():
-                    docs.append(Document(f"{f.name}:{line}", value))
+                    docs.append(Document(f"{source}:{line}", value))
         else:
             shown = display_path(f)
             text = read_text(f, shown)
@@ -46,7 +49,7 @@ def load_corpus(task) -> list[Document]:
                 raise AdviseError("holds NUL bytes: a binary file, not text", file=shown,
                                   where=text[: text.index("\x00")].count("\n") + 1)
             if text.strip():
-                docs.append(Document(f.name, text))
+                docs.append(Document(source, text))
     if task.corpus.paths and not docs:
         raise AdviseError("the corpus has no readable text (.md, .txt or .jsonl files)", file=shown_task,
                           where="corpus.paths")

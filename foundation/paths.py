@@ -88,9 +88,11 @@ def read_text(path: Path, shown: str | None = None) -> str:
         raise AdviseError(f"not valid UTF-8 (byte {e.start})", file=shown, where=raw[: e.start].count(b"\n") + 1) from None
 
 
-def walk_files(folder: Path, suffixes: tuple[str, ...], *, task_file: str, where: str) -> list[Path]:
+def walk_files(folder: Path, suffixes: tuple[str, ...], *, task_file: str, where: str,
+               skipped: list[Path] | None = None) -> list[Path]:
     """Regular files with ``suffixes`` under ``folder``, sorted; symlinked folders are not followed,
-    special files are skipped, and a folder too large to be a corpus is an error."""
+    special files are skipped, and a folder too large to be a corpus is an error. Files of other
+    types (not hidden ones) are added to ``skipped`` when given."""
     found, seen = [], 0
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs.sort()
@@ -101,6 +103,8 @@ def walk_files(folder: Path, suffixes: tuple[str, ...], *, task_file: str, where
         for name in sorted(files):
             path = Path(root) / name
             if path.suffix.lower() not in suffixes:
+                if skipped is not None and not name.startswith("."):
+                    skipped.append(path)
                 continue
             try:
                 st = os.stat(path)

@@ -174,3 +174,20 @@ def test_a_fresh_machine_still_gets_one_error_line_while_the_bundled_model_is_co
     lines = r.stderr.splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
     assert lines[0].startswith("error: task.yaml: baselines.finetune.max_seq_length"), lines
+
+
+def test_validate_warns_of_corpus_files_it_will_not_index_and_sources_keep_their_folders(tmp_path):
+    path = write_task(tmp_path / "t")
+    (tmp_path / "t/docs/brochure.pdf").write_bytes(b"%PDF-1.4 not text")
+    (tmp_path / "t/docs/v2").mkdir()
+    (tmp_path / "t/docs/v2/parts.md").write_text("Part 7 is now P-777.")
+    (tmp_path / "t/docs/.DS_Store").write_bytes(b"\x00")
+    r = run("validate", path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        f"warning: corpus: 1 file is not .md, .txt or .jsonl and not indexed ({tmp_path}/t/docs/brochure.pdf); "
+        "convert them to text to use them"]
+    from advisor.tasks import load_task
+    from foundation.corpus import load_corpus
+
+    assert sorted(d.source for d in load_corpus(load_task(path))) == ["intro.md", "parts.md", "v2/parts.md"]
