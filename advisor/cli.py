@@ -124,6 +124,7 @@ def tune(task_file: Path = typer.Argument(..., help="task.yaml whose `tune:` sec
 
     _state["task_file"] = str(task_file)
     task = load_task(task_file)
+    _state["results"] = task.run_dir / "results.json"
     console = _console(quiet, json_out)
     with Progress(console, enabled=not quiet) as progress:
         results = tune_task(task, progress=progress, resume=resume, storage=storage, n_trials=n_trials)
@@ -285,13 +286,26 @@ def _dispatch(args: list[str]) -> int:
             raise
         print(f"error: {_usage_line(e)}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the system refuses (too long, under a file, read-only): the user's to fix
+        if debug:
+            raise
+        if not (e.filename and e.strerror):
+            return _internal_error(e)
+        print(f"error: {e.filename}: {e.strerror.lower()}", file=sys.stderr)
+        return 2
     except Exception as e:  # a bug, not bad input: still one line, and how to see more
         if debug:
             raise
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"error: internal error {type(e).__name__}: {first} (a bug in advise; what was measured is kept in "
-              "results.json; rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return _internal_error(e)
+    return code if isinstance(code, int) else 0
+
+
+def _internal_error(e: Exception) -> int:
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    kept = f"what was measured is kept in {_state['results']}; " if _state.get("results") else ""
+    print(f"error: internal error {type(e).__name__}: {first} (a bug in advise; {kept}rerun with --debug for the "
+          "traceback)", file=sys.stderr)
+    return 1
     return code if isinstance(code, int) else 0
 
 

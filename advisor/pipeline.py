@@ -28,7 +28,18 @@ def run_task(checked, progress: Progress = QUIET, *, tune: bool = True, seeds: i
     t0 = time.perf_counter()
     checked = checked if isinstance(checked, CheckedTask) else check_task(checked)
     with run_dir_lock(checked.task.run_dir, task_file=display_path(checked.task.source_path)):
+        keep_previous(checked.task.run_dir)
         return _run(checked, progress, tune, time.perf_counter() - t0, seeds)
+
+
+def keep_previous(run_dir) -> None:
+    """The last run's results.json is copied to results.prev.json before this run rewrites it, so
+    a run that fails or is stopped early never costs the one before it."""
+    import shutil
+
+    current = run_dir / "results.json"
+    if current.is_file():
+        shutil.copy2(current, run_dir / "results.prev.json")
 
 
 def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int = 1) -> Results:
@@ -46,7 +57,9 @@ def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int =
         try:
             tokenizer = load_tokenizer(source, task.trust_remote_code)
             model = load_model(source, device=device, trust_remote_code=task.trust_remote_code, seed=task.seed)
-        except (OSError, ValueError) as e:  # transformers' errors for a folder or id it cannot load
+        except AdviseError:
+            raise
+        except Exception as e:  # transformers' errors for a folder or id it cannot load
             raise AdviseError(f"cannot load model {task.model!r}: {str(e).splitlines()[0]}",
                               file=display_path(task.source_path), where="model") from e
     results = new_results(task, device, splits.stats)

@@ -130,14 +130,25 @@ def _check_training(task, splits) -> list[str]:
     try:
         config = model_config(source, task.trust_remote_code)
         facts = facts_from_config(config)
-    except (OSError, ValueError, KeyError) as e:
-        raise AdviseError(f"cannot read the model's config: {str(e).splitlines()[0]}", where="model") from None
+    except AdviseError:
+        raise
+    except Exception as e:  # a folder's config.json is the user's: whatever transformers makes of it
+        raise AdviseError(f"cannot read the model's config: {_first_line(e)}", where="model") from None
     unknown = facts.unknown_targets(task.baselines.finetune.target_modules)
     if task.baselines.finetune.enabled and unknown:
         raise AdviseError(f"the model has no layer named {', '.join(unknown)}; its linear layers are "
                           f"{', '.join(facts.all_linear)} (or use all-linear / attention)",
                           where="baselines.finetune.target_modules")
-    tokenizer = load_tokenizer(source, task.trust_remote_code)
+    try:
+        tokenizer = load_tokenizer(source, task.trust_remote_code)
+    except AdviseError:
+        raise
+    except Exception as e:
+        raise AdviseError(f"cannot load the model's tokenizer: {_first_line(e)}", where="model") from None
+    if not getattr(tokenizer, "chat_template", None):
+        raise AdviseError("the model's tokenizer has no chat template (a base model?): advise prompts and trains "
+                          "through it; use an instruction-tuned model or add a chat_template to its "
+                          "tokenizer_config.json", where="model")
     lengths = record_token_lengths(tokenizer, task.prompt, splits.train)
     notes = []
     keys = (["baselines.finetune.max_seq_length"] if task.baselines.finetune.enabled else []) + ["tune.max_seq_length"]
@@ -146,3 +157,7 @@ def _check_training(task, splits) -> list[str]:
         notes.append(f"{key.rsplit('.', 1)[0]}: " + training_length(lengths, section.max_seq_length, config, key)
                      .describe(key))
     return notes
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foundation.errors import AdviseError
 from foundation.generation import build_messages, generate, render_prompt, task_messages
 from foundation.measure import CandidateRun, measure_candidate
 from baselines.base import RunContext, register_baseline
@@ -156,6 +157,8 @@ def build_retrieval(ctx: RunContext) -> tuple[Retrieval, bool, float]:
     if ctx.corpus:
         kind = "corpus"
         items = chunk_documents(ctx.corpus, ctx.embedder.tokenizer, cfg.chunk_tokens, cfg.chunk_overlap)
+        if not items:
+            raise AdviseError("the embedder's tokenizer finds no text in the corpus documents", where="corpus.paths")
     else:
         kind = "retrieval-few-shot"
         items = [Chunk(f"train:{i}", r.input) for i, r in enumerate(ctx.splits.train)]

@@ -1,6 +1,7 @@
 """The RAG corpus: files and folders of .md, .txt and .jsonl → documents."""
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,16 @@ CORPUS_SUFFIXES = (".md", ".txt", ".jsonl")
 class Document:
     source: str
     text: str
+
+
+def has_text(text: str) -> bool:
+    """Whether ``text`` holds a visible character: not only spaces, zero-width or control ones
+    (U+200B, U+FEFF, a soft hyphen), which the embedder's tokenizer drops.
+
+    >>> has_text("\u200b\ufeff \n"), has_text("ok")
+    (False, True)
+    """
+    return any(not c.isspace() and unicodedata.category(c)[0] not in "CZ" for c in text)
 
 
 def load_corpus(task, skipped: list[Path] | None = None) -> list[Document]:
@@ -40,7 +51,7 @@ def load_corpus(task, skipped: list[Path] | None = None) -> list[Document]:
                 value = row.get(task.corpus.jsonl_text_field)
                 if not isinstance(value, str):
                     raise AdviseError(f"no text field '{task.corpus.jsonl_text_field}'", file=display_path(f), where=line)
-                if value.strip():
+                if has_text(value):
                     docs.append(Document(f"{source}:{line}", value))
         else:
             shown = display_path(f)
@@ -48,7 +59,7 @@ def load_corpus(task, skipped: list[Path] | None = None) -> list[Document]:
             if "\x00" in text:
                 raise AdviseError("holds NUL bytes: a binary file, not text", file=shown,
                                   where=text[: text.index("\x00")].count("\n") + 1)
-            if text.strip():
+            if has_text(text):
                 docs.append(Document(source, text))
     if task.corpus.paths and not docs:
         raise AdviseError("the corpus has no readable text (.md, .txt or .jsonl files)", file=shown_task,

@@ -191,3 +191,57 @@ def test_validate_warns_of_corpus_files_it_will_not_index_and_sources_keep_their
     from foundation.corpus import load_corpus
 
     assert sorted(d.source for d in load_corpus(load_task(path))) == ["intro.md", "parts.md", "v2/parts.md"]
+
+
+def test_a_corpus_of_zero_width_characters_is_an_error_and_the_last_run_is_kept(tmp_path):
+    """Text the embedder's tokenizer drops (U+200B, U+FEFF, soft hyphens) is no corpus: validate
+    says so before a run rewrites results.json; an earlier run's file is kept as results.prev.json."""
+    path = write_task(tmp_path / "t")
+    run_dir = tmp_path / "t/runs/tiny-task"
+    run_dir.mkdir(parents=True)
+    (run_dir / "results.json").write_text('{"earlier": "run"}')
+    for doc in (tmp_path / "t/docs").iterdir():
+        doc.write_text("\u200b\ufeff\u00ad\u2060 \n" * 20)
+    for command in ("validate", "run"):
+        r = run(command, path, "--quiet") if command == "run" else run(command, path)
+        assert r.returncode == 2 and r.stderr.splitlines() == [
+            f"error: {path}: corpus.paths: the corpus has no readable text (.md, .txt or .jsonl files)"], r.stderr
+    assert (run_dir / "results.json").read_text() == '{"earlier": "run"}'
+
+
+def test_a_new_run_keeps_the_previous_results_as_results_prev(tmp_path):
+    from advisor.pipeline import keep_previous
+
+    (tmp_path / "results.json").write_text('{"a": 1}')
+    keep_previous(tmp_path)
+    assert (tmp_path / "results.prev.json").read_text() == '{"a": 1}'
+
+
+def test_model_folders_that_cannot_serve_are_one_line_errors_in_validate(tmp_path):
+    """A base model's folder (no chat template), a config without a tokenizer, a config transformers
+    rejects: each is the user's `model:` to fix, never an internal error."""
+    from foundation.models import load_model, load_tokenizer, resolve_model
+
+    source = resolve_model("tiny-random")
+    model, tok = load_model(source, seed=0), load_tokenizer(source)
+    base = tmp_path / "t/base"
+    model.save_pretrained(base)
+    tok.chat_template = None
+    tok.save_pretrained(base)
+    for template in base.glob("*.jinja"):
+        template.unlink()
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    (tmp_path / "t/config-only").mkdir()
+    (tmp_path / "t/config-only/config.json").write_text(json.dumps(model.config.to_dict()))
+    (tmp_path / "t/bad-config").mkdir()
+    (tmp_path / "t/bad-config/config.json").write_text(json.dumps({**model.config.to_dict(), "hidden_size": "abc"}))
+    path = write_task(tmp_path / "t")
+    text = path.read_text()
+    for folder, message in (("base", "has no chat template"), ("config-only", "cannot load the model's tokenizer"),
+                            ("bad-config", "cannot read the model's config")):
+        path.write_text(text.replace("model: tiny-random", f"model: ./{folder}"))
+        r = run("validate", path)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert r.stderr.startswith(f"error: {path}: model: ") and message in r.stderr, r.stderr
