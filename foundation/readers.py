@@ -19,6 +19,8 @@ def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dic
     if suffix == ".parquet":
         check_regular_file(path, shown)
         return _read_parquet(path, shown)
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
+        raise AdviseError(f"unsupported file type {suffix!r}; use .jsonl, .json, .csv, .tsv or .parquet", file=shown)
     text = read_text(path, shown)
     if suffix == ".jsonl":
         return _json_lines(text, shown)
@@ -57,12 +59,13 @@ def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dic
         except csv.Error as e:
             raise AdviseError(f"malformed CSV: {e}", file=shown, where=reader.line_num) from None
         return rows
-    raise AdviseError(f"unsupported file type {suffix!r}; use .jsonl, .json, .csv, .tsv or .parquet", file=shown)
+    raise AssertionError(suffix)
 
 
 def _json_lines(text: str, shown: str) -> list[tuple[int, dict]]:
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
+    # Lines end at \n only: U+2028, U+2029 and U+0085 may stand raw inside a JSON string.
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         obj = _json(line, shown, n)

@@ -149,7 +149,9 @@ def _text(value, key: str, allow_empty: bool = False) -> str:
         if allow_empty:
             return ""
         raise ValueError(f"'{key}' is empty")
-    text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
+    if isinstance(value, bytes):
+        raise ValueError(f"'{key}' holds bytes, not text")
+    text = json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, (dict, list)) else str(value)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:

@@ -244,12 +244,15 @@ def load_results(run_dir: str | Path) -> Results:
     if not path.is_file():
         raise AdviseError("is not a file; results.json should be the file `advise run` wrote", file=path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))  # an editor's BOM is no reason to refuse it
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise AdviseError(f"not valid JSON: {str(e)[:200]}", file=path) from None
     except OSError as e:
         raise AdviseError(f"cannot read: {e.strerror}", file=path) from None
-    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        raise AdviseError(f"holds a JSON {type(raw).__name__ if raw is not None else 'null'}, not the object "
+                          "`advise run` writes", file=path)
+    version = raw.get("schema_version")
     while version in MIGRATIONS:
         raw = MIGRATIONS[version](raw)
         version = raw["schema_version"]
