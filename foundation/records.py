@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 
@@ -90,7 +91,7 @@ def detect_format(row: dict) -> str | None:
     if "chosen" in row or "rejected" in row:
         if isinstance(row.get("conversations"), list):
             return "sharegpt_preference"
-        if "prompt" in row:
+        if "prompt" in row or ("chosen" in row and "rejected" in row):  # without one: TRL's implicit prompt
             return "preference"
     if "preferred_output" in row or "non_preferred_output" in row:
         return "openai_preference"
@@ -263,12 +264,55 @@ def _preference_record(row: dict, fmt: str, untyped: bool) -> Record:
         system, history, text = _prompt(row.get("conversations"), "conversations", "from", "value")
         keys, turn = ("chosen", "rejected"), ("from", "value")
     else:
+        implicit = _implicit_prompt(row)
+        if implicit is not None:
+            system, history, text, chosen, rejected = implicit
+            return Record(input=text, output=chosen, system=system, history=history, rejected=rejected)
         system, history, text = _prompt(row.get("prompt"), "prompt")
         keys, turn = ("chosen", "rejected"), ("role", "content")
     chosen, rejected = (_answer(row, k, *turn, lists_only=fmt == "openai_preference") for k in keys)
     if chosen.strip() == rejected.strip():
         raise ValueError(f"'{keys[0]}' and '{keys[1]}' are the same answer; a preference pair needs two different ones")
     return Record(input=text, output=chosen, system=system, history=history, rejected=rejected)
+
+
+def _implicit_prompt(row: dict):
+    """TRL's implicit-prompt pairs: ``chosen`` and ``rejected`` are whole conversations sharing their
+    prompt turns, as message lists (UltraFeedback binarized, whose ``prompt`` repeats the first
+    turn) or as Anthropic HH's ``Human:``/``Assistant:`` transcripts. (system, history, the last
+    user turn, chosen, rejected); None for answers given apart from their prompt."""
+    chosen, rejected = row.get("chosen"), row.get("rejected")
+    if isinstance(chosen, str) and isinstance(rejected, str) and row.get("prompt") is None:
+        chosen, rejected = _transcript(chosen, "chosen"), _transcript(rejected, "rejected")
+    if not (isinstance(chosen, list) and isinstance(rejected, list)) or max(len(chosen), len(rejected)) < 2:
+        return None
+    system, a = _messages(chosen, "role", "content", "chosen")
+    _, b = _messages(rejected, "role", "content", "rejected")
+    shared = 0
+    while shared < min(len(a), len(b)) and a[shared] == b[shared]:
+        shared += 1
+    prompt, answers = a[:shared], (a[shared:], b[shared:])
+    if any(len(x) != 1 or x[0]["role"] != "assistant" for x in answers):
+        raise ValueError("'chosen' and 'rejected' must share every turn but the last, one assistant answer each")
+    if not prompt or prompt[-1]["role"] != "user" or not prompt[-1]["content"].strip():
+        raise ValueError("the turns 'chosen' and 'rejected' share must end with a user turn (the prompt)")
+    for key, x in zip(("chosen", "rejected"), answers):
+        if not x[0]["content"].strip():
+            raise ValueError(f"the answer in '{key}' is empty")
+    return system, prompt[:-1], prompt[-1]["content"], answers[0][0]["content"], answers[1][0]["content"]
+
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
+
+
+def _transcript(text: str, key: str) -> list[dict]:
+    """An Anthropic HH transcript ("\n\nHuman: …\n\nAssistant: …") as turns."""
+    parts = _HH_TURN.split(text if text.startswith("\n\n") else "\n\n" + text.lstrip())
+    if parts[0].strip() or len(parts) < 5:
+        raise ValueError(f"no 'prompt' field, and '{key}' is not a Human:/Assistant: transcript; give the prompt "
+                         "in 'prompt' (TRL's prompt/chosen/rejected)")
+    return [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
+            for who, said in zip(parts[1::2], parts[2::2])]
 
 
 def _prompt(value, where: str, role_key: str = "role", text_key: str = "content") -> tuple[str | None, list[dict], str]:

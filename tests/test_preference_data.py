@@ -87,7 +87,7 @@ def test_detection_prefers_preference_formats_where_keys_overlap():
     assert detect_format({"conversations": []}) == "sharegpt"
     assert detect_format({"prompt": "p", "rejected": "r"}) == "preference"  # then: missing field 'chosen'
     assert detect_format({"input": {}, "preferred_output": []}) == "openai_preference"
-    assert detect_format({"chosen": "c", "rejected": "r"}) is None  # no prompt: nothing to answer
+    assert detect_format({"chosen": "c", "rejected": "r"}) == "preference"  # TRL's implicit prompt (HH-RLHF)
 
 
 def test_data_kind_of_formats_and_records():
@@ -197,3 +197,27 @@ def test_preference_next_to_sft_records_is_the_usual_mixed_formats_error(tmp_pat
     path = write_jsonl(tmp_path / "d.jsonl", [ROWS["trl standard"][0], {"prompt": "p", "completion": "c"}])
     with pytest.raises(AdviseError, match="line 2: mixed formats in one file: this record is prompt_completion"):
         load_records(path)
+
+
+def test_implicit_prompt_pairs_of_hh_rlhf_and_ultrafeedback_binarized(tmp_path):
+    """Anthropic HH: chosen and rejected are whole transcripts; UltraFeedback binarized: message lists
+    that repeat the prompt. The shared turns are the prompt, the last turn of each the answer."""
+    hh = {"chosen": "\n\nHuman: Hi there\n\nAssistant: Hello!\n\nHuman: Name a colour.\n\nAssistant: Blue.",
+          "rejected": "\n\nHuman: Hi there\n\nAssistant: Hello!\n\nHuman: Name a colour.\n\nAssistant: No."}
+    records, fmt = load_records(write_jsonl(tmp_path / "hh.jsonl", [hh] * 2))
+    r = records[0]
+    assert fmt == "preference" and (r.input, r.output, r.rejected) == ("Name a colour.", "Blue.", "No.")
+    assert r.history == [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"}]
+    uf = {"prompt": "Name a colour.",
+          "chosen": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}],
+          "rejected": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "No."}]}
+    records, fmt = load_records(write_jsonl(tmp_path / "uf.jsonl", [uf]))
+    assert fmt == "preference" and (records[0].input, records[0].output, records[0].rejected) == (
+        "Name a colour.", "Blue.", "No.") and records[0].history == []
+    diverged = {**uf, "rejected": [{"role": "user", "content": "Name a shape."}, {"role": "assistant", "content": "No."}]}
+    with pytest.raises(AdviseError) as err:
+        load_records(write_jsonl(tmp_path / "bad.jsonl", [diverged]), shown="bad.jsonl")
+    assert "share every turn but the last" in err.value.one_line() and err.value.where == 1
+    with pytest.raises(AdviseError) as err:
+        load_records(write_jsonl(tmp_path / "plain.jsonl", [{"chosen": "Blue.", "rejected": "No."}]), shown="plain.jsonl")
+    assert "not a Human:/Assistant: transcript" in err.value.one_line()
