@@ -21,6 +21,26 @@ class Section(BaseModel):
     # inf and nan pass a `gt=0` check and then break costs, charts and results.json.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value, info):
+        """YAML's yes/true would pass as 1 (pydantic's lax mode): a number key wants a number."""
+        if isinstance(value, bool) and _is_number(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"must be a number, not {str(value).lower()}")
+        return value
+
+
+def _is_number(annotation) -> bool:
+    import types
+    import typing
+
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(args) and all(a in (int, float) for a in args)
+    return False
+
 
 def check_template(template: str, fields: tuple[str, ...]) -> str | None:
     """Why ``template`` cannot be used, or None: it must use exactly ``fields`` as ``{name}``
@@ -35,13 +55,16 @@ def check_template(template: str, fields: tuple[str, ...]) -> str | None:
     import string
 
     try:
-        used = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        parsed = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
     except ValueError as e:  # a stray { or }
         return f"is not a valid template: {e} (write {{{{ or }}}} for a literal brace)"
-    for name in used:
+    for name, spec, conv in parsed:
         if name not in fields:
             known = " and ".join("{" + f + "}" for f in fields)
             return f"unknown placeholder {{{name}}}; use {known} (write {{{{ or }}}} for a literal brace)"
+        if spec or conv:
+            written = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            return f"placeholder {written} takes no conversion or format spec; write {{{name}}}"
     marks = {f: f"\x00{f}\x00" for f in fields}
     try:
         text = template.format(**marks)

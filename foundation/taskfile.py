@@ -72,8 +72,14 @@ def _strict_loader():
         pass
 
     def construct_mapping(loader, node, deep=False):
+        # `<<: *defaults` merge keys are YAML's own; a key written next to them overrides the
+        # merged value (not a duplicate), so only the keys written here are checked.
+        merge = "tag:yaml.org,2002:merge"
+        own = [(k, v) for k, v in node.value if k.tag != merge]
+        if len(own) != len(node.value):
+            loader.flatten_mapping(node)
         seen = {}
-        for key_node, _ in node.value:
+        for key_node, _ in own:
             key = loader.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int, float, bool)) and key is not None:

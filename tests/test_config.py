@@ -69,3 +69,14 @@ def test_scaffold_validates(tmp_path):
     assert len(load_splits(task).eval) >= 5 and load_corpus(task)
     with pytest.raises(AdviseError, match="already exists"):
         write_scaffold(tmp_path / "new")
+
+
+def test_yaml_merge_keys_and_anchors_load_and_written_keys_override(tmp_path):
+    from conftest import write_task
+
+    path = write_task(tmp_path / "t")
+    path.write_text(path.read_text().replace("  finetune: {max_steps: 3, batch_size: 4, max_seq_length: 96}",
+                                             "  finetune: &pilot {max_steps: 3, batch_size: 4, max_seq_length: 96}\n"
+                                             "tune:\n  <<: {max_steps: 7, n_trials: 2}\n  max_steps: 19"))
+    task = load_task(path)
+    assert (task.tune.max_steps, task.tune.n_trials, task.baselines.finetune.max_steps) == (19, 2, 3)
