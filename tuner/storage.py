@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 from foundation.errors import AdviseError
 from foundation.paths import display_path
@@ -55,8 +56,28 @@ def check_storage_url(url: str) -> str | None:
     except ImportError:
         return (f"the {dialect.driver} driver for {parsed.get_backend_name()} is not installed: "
                 "pip install 'advise[postgres]' (or the driver your database needs)")
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        return "an in-memory SQLite study would vanish with the process; give a file: sqlite:///path/study.db"
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            return "an in-memory SQLite study would vanish with the process; give a file: sqlite:///path/study.db"
+        return _sqlite_file_problem(Path(parsed.database))
+    return None
+
+
+def _sqlite_file_problem(path: Path) -> str | None:
+    """Why SQLite could not keep a study at ``path``: its folder is missing, or the path is a
+    folder or a file that is not an SQLite database."""
+    if not path.parent.is_dir():
+        return f"the folder of the SQLite study {path} does not exist"
+    if path.is_dir():
+        return f"the SQLite study {path} is a folder; give a file: sqlite:///path/study.db"
+    if path.exists():
+        try:
+            with path.open("rb") as f:
+                head = f.read(16)
+        except OSError as e:
+            return f"cannot read the SQLite study {path}: {e.strerror}"
+        if head and head != b"SQLite format 3\x00":
+            return f"{path} is not an SQLite database; give a new or an existing study file"
     return None
 
 
