@@ -81,7 +81,7 @@ def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True) 
     _with_file(shown, _check_device, task)
     _with_file(shown, _check_objectives, task, splits, corpus)
     if training:
-        checked.training = _with_file(shown, _check_training, task, splits)
+        checked.training = _with_file(shown, _check_training, task, splits, checked.warnings)
     return checked
 
 
@@ -120,10 +120,11 @@ def _check_device(task) -> None:
     pick_device(task.device)
 
 
-def _check_training(task, splits) -> list[str]:
-    """What the pilot and the study will need; notes on the sequence lengths they will use."""
+def _check_training(task, splits, warnings: list[str]) -> list[str]:
+    """What the pilot and the study will need; notes on the sequence lengths they will use, and a
+    warning when eval references are longer than the answers the model may write."""
     from foundation.models import load_tokenizer, resolve_model
-    from tuner.lengths import record_token_lengths, training_length
+    from tuner.lengths import NothingToLearn, record_token_lengths, training_length
     from tuner.modelfacts import facts_from_config, model_config
 
     source = resolve_model(task.model, task.base_dir)
@@ -154,8 +155,22 @@ def _check_training(task, splits) -> list[str]:
     keys = (["baselines.finetune.max_seq_length"] if task.baselines.finetune.enabled else []) + ["tune.max_seq_length"]
     for key in keys:
         section = task.baselines.finetune if key.startswith("baselines") else task.tune
-        notes.append(f"{key.rsplit('.', 1)[0]}: " + training_length(lengths, section.max_seq_length, config, key)
-                     .describe(key))
+        try:
+            fit = training_length(lengths, section.max_seq_length, config, key)
+        except NothingToLearn as e:
+            if not e.fit.derived:
+                raise
+            # No length was set: the prompts themselves are too long, so name what makes them long.
+            raise AdviseError(e.message, where="prompt.system" if task.prompt.system else "data.train") from None
+        notes.append(f"{key.rsplit('.', 1)[0]}: " + fit.describe(key))
+    if splits.kind == "sft":
+        room = task.generation.max_new_tokens
+        sizes = [len(tokenizer(r.output, add_special_tokens=False)["input_ids"]) for r in splits.eval]
+        over = sum(n > room for n in sizes)
+        if over:
+            warnings.append(f"{over} of {len(sizes)} eval references are longer than generation.max_new_tokens ({room} "
+                            f"tokens; the longest takes {max(sizes)}): every answer is cut before it could match them; "
+                            "raise generation.max_new_tokens")
     return notes
 
 

@@ -245,3 +245,15 @@ def test_model_folders_that_cannot_serve_are_one_line_errors_in_validate(tmp_pat
         r = run("validate", path)
         assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
         assert r.stderr.startswith(f"error: {path}: model: ") and message in r.stderr, r.stderr
+
+
+def test_validate_warns_when_references_are_longer_than_the_answers_the_model_may_write(tmp_path):
+    """GSM8K-style references (reasoning, then `#### 42`) with the default 32 new tokens: every
+    candidate would score 0 without a word."""
+    evals = [{"question": f"Sum {i} and 3?", "answer": f"First take {i}. Then add three to it, step by step, "
+              f"carefully, counting on the fingers of one hand and then the other.\n#### {i + 3}"} for i in range(6)]
+    path = write_task(tmp_path / "t", eval_rows=evals)
+    r = run("validate", path)
+    assert r.returncode == 0, r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("warning: 6 of 6 eval references are longer than generation.max_new_tokens (6 tokens")
