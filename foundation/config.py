@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-RECORD_FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "question_answer", "columns",
+RECORD_FORMATS = ("auto", "alpaca", "dolly", "sharegpt", "messages", "prompt_completion", "question_answer", "columns",
                   "preference", "sharegpt_preference", "openai_preference", "unpaired")
 KNOWLEDGE_CHANGE = ("never", "yearly", "quarterly", "monthly", "weekly", "daily")
 
@@ -77,7 +77,8 @@ def check_template(template: str, fields: tuple[str, ...]) -> str | None:
 
 
 class ColumnMapping(Section):
-    input: str = Field(description="Column holding the model input.")
+    input: str | list[str] = Field(description="Column holding the model input; a list of columns (a passage and "
+                                               "the question) joins their texts with a blank line.")
     output: str = Field(description="Column holding the reference answer.")
     system: str | None = Field(None, description="Optional column with a per-record system prompt.")
 

@@ -3,6 +3,7 @@
 Formats are detected per record and must agree within a file:
 
 - alpaca: ``instruction`` (+ optional ``input``) → ``output``
+- dolly: ``instruction`` (+ optional ``context``) → ``response``
 - sharegpt: ``conversations`` of ``{from, value}`` turns
 - messages: OpenAI ``messages`` of ``{role, content}`` turns
 - prompt_completion: ``prompt`` → ``completion``
@@ -51,7 +52,7 @@ class Record:
 
 PAIRED_FORMATS = ("preference", "sharegpt_preference", "openai_preference")
 UNPAIRED_FORMATS = ("unpaired",)
-SFT_FORMATS = ("alpaca", "sharegpt", "messages", "prompt_completion", "question_answer", "columns")
+SFT_FORMATS = ("alpaca", "dolly", "sharegpt", "messages", "prompt_completion", "question_answer", "columns")
 KIND_WORDS = {"sft": "sft records (input → output)",
               "preference": "paired preference records (prompt/chosen/rejected)",
               "unpaired": "unpaired preference records (label)"}
@@ -103,6 +104,8 @@ def detect_format(row: dict) -> str | None:
         return "messages"
     if "instruction" in row and "output" in row:
         return "alpaca"
+    if "instruction" in row and "response" in row:
+        return "dolly"
     if "prompt" in row and "completion" in row:
         return "prompt_completion"
     if "question" in row and "answer" in row:
@@ -210,11 +213,11 @@ def to_record(row: dict, fmt: str, columns=None, *, untyped: bool = False, answe
         texts = [_text(t, key) for t in texts]
         return {"output": texts[0], "alternatives": list(dict.fromkeys(t for t in texts[1:] if t != texts[0]))}
 
-    if fmt == "alpaca":
+    if fmt in ("alpaca", "dolly"):  # Dolly: instruction, context, response (and a category)
         instruction = need("instruction")
-        extra = row.get("input")
+        extra = row.get("input" if fmt == "alpaca" else "context")
         text = f"{instruction}\n\n{_text(extra, 'input')}" if extra not in (None, "") else instruction
-        return Record(input=text, **answer("output"), system=_system(row, "system"))
+        return Record(input=text, **answer("output" if fmt == "alpaca" else "response"), system=_system(row, "system"))
     if fmt in ("sharegpt", "messages"):
         key = "conversations" if fmt == "sharegpt" else "messages"
         if key not in row:
@@ -227,7 +230,17 @@ def to_record(row: dict, fmt: str, columns=None, *, untyped: bool = False, answe
     if fmt == "question_answer":
         return Record(input=need("question"), **answer("answer"))
     if fmt == "columns":
-        return Record(input=need(columns.input), **answer(columns.output), system=_system(row, columns.system))
+        if isinstance(columns.input, list):  # a passage and the question: each given text, a blank line between
+            for key in columns.input:
+                if not present(key):
+                    need(key)
+            parts = [_text(value(k), k) for k in columns.input if value(k) is not None and str(value(k)).strip()]
+            if not parts:
+                raise ValueError(f"the columns {', '.join(columns.input)} are all empty")
+            text = "\n\n".join(parts)
+        else:
+            text = need(columns.input)
+        return Record(input=text, **answer(columns.output), system=_system(row, columns.system))
     raise ValueError(f"unknown format {fmt!r}")
 
 

@@ -124,3 +124,20 @@ def test_record_key_ignores_surrounding_whitespace():
 
 def test_detect_format_unknown():
     assert detect_format({"foo": 1}) is None
+
+
+def test_dolly_records_and_columns_that_join_a_passage_and_a_question(tmp_path):
+    from foundation.config import ColumnMapping
+
+    dolly = [{"instruction": "When was it built?", "context": "The bridge opened in 1932.", "response": "1932",
+              "category": "closed_qa"}, {"instruction": "Name a colour.", "context": "", "response": "Blue"}]
+    records, fmt = load_records(write_jsonl(tmp_path / "d.jsonl", dolly))
+    assert fmt == "dolly" and records[0].input == "When was it built?\n\nThe bridge opened in 1932."
+    assert (records[1].input, records[1].output) == ("Name a colour.", "Blue")
+    boolq = [{"question": "is the sky green", "passage": "The sky is blue on clear days.", "answer": False}]
+    mapping = ColumnMapping(input=["passage", "question"], output="answer")
+    records, _ = load_records(write_jsonl(tmp_path / "b.jsonl", boolq), columns=mapping)
+    assert (records[0].input, records[0].output) == ("The sky is blue on clear days.\n\nis the sky green", "False")
+    with pytest.raises(AdviseError) as err:
+        load_records(write_jsonl(tmp_path / "c.jsonl", [{"question": "q", "answer": "a"}]), columns=mapping, shown="c.jsonl")
+    assert "no column 'passage'" in err.value.one_line() and err.value.where == 1
