@@ -117,12 +117,19 @@ _ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assi
          "model": "assistant", "system": "system"}
 
 
+_TOOL_ROLES = ("tool", "function", "ipython", "function_call", "observation")
+
+
 def _messages(turns, role_key: str, text_key: str, where: str) -> tuple[str | None, list[dict]]:
     """(system prompt, the other turns as {role, content}) of a list of turns."""
     if not isinstance(turns, list):
         raise ValueError(f"'{where}' must be a list of turns, got {type(turns).__name__}")
     messages = []
     for i, t in enumerate(turns):
+        if isinstance(t, dict) and (t.get("tool_calls") or t.get("function_call")
+                                    or str(t.get(role_key, "")).lower() in _TOOL_ROLES):
+            raise ValueError(f"{where}[{i}] is a tool or function-call turn; advise measures and trains plain "
+                             "question-and-answer turns: leave those conversations out")
         if not isinstance(t, dict) or role_key not in t or text_key not in t:
             raise ValueError(f"{where}[{i}] needs '{role_key}' and '{text_key}'")
         role = _ROLE.get(str(t[role_key]).lower())

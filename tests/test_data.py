@@ -141,3 +141,12 @@ def test_dolly_records_and_columns_that_join_a_passage_and_a_question(tmp_path):
     with pytest.raises(AdviseError) as err:
         load_records(write_jsonl(tmp_path / "c.jsonl", [{"question": "q", "answer": "a"}]), columns=mapping, shown="c.jsonl")
     assert "no column 'passage'" in err.value.one_line() and err.value.where == 1
+
+
+def test_tool_call_turns_are_refused_by_name(tmp_path):
+    row = {"messages": [{"role": "user", "content": "Weather in Oslo?"},
+                        {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function"}]},
+                        {"role": "tool", "content": "rain"}, {"role": "assistant", "content": "Rain."}]}
+    with pytest.raises(AdviseError) as err:
+        load_records(write_jsonl(tmp_path / "t.jsonl", [row]), shown="t.jsonl")
+    assert err.value.where == 1 and "messages[1] is a tool or function-call turn" in err.value.one_line()
