@@ -54,7 +54,8 @@ def run_finetune_rag(ctx: RunContext):
         ctx.extras.setdefault("not_measured", []).append(
             f"FT + RAG was not measured: with the top-{retrieval.k} {what} in each prompt, every training prompt is "
             f"longer than the {e.fit.max_seq_length}-token training limit (the shortest takes {e.fit.shortest_prompt} "
-            "tokens); lower baselines.rag.top_k or baselines.rag.chunk_tokens to measure it")
+            "tokens); lower baselines.rag.top_k" + (" or baselines.rag.chunk_tokens" if retrieval.kind == "corpus" else "")
+            + " to measure it")
         return []
 
 

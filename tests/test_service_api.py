@@ -153,7 +153,8 @@ OWN_STORAGE = "task.yaml: tune.storage: the service keeps every run's study in i
 SERVICE_RULES = {"task-file-missing": "no task.yaml in the upload", "task-file-is-folder": "no task.yaml in the upload",
                  "corpus-path-is-root": f"task.yaml: corpus.paths.0: {OUTSIDE}",
                  "data-train-proc-file": f"task.yaml: data.train: {OUTSIDE}",
-                 "storage-in-memory": OWN_STORAGE, "storage-unknown-scheme": OWN_STORAGE}
+                 "storage-in-memory": OWN_STORAGE, "storage-unknown-scheme": OWN_STORAGE,
+                 "storage-sqlite-folder-missing": OWN_STORAGE, "storage-sqlite-is-the-data": OWN_STORAGE}
 
 
 def _cli_line(folder: Path, monkeypatch, capsys) -> str:
