@@ -187,44 +187,12 @@ def to_record(row: dict, fmt: str, columns=None, *, untyped: bool = False, answe
     metric, whose references are JSON values)."""
     if fmt in PAIRED_FORMATS or fmt in UNPAIRED_FORMATS:
         return _preference_record(row, fmt, untyped)
-
-    def value(key):
-        if key in row or fmt != "columns" or "." not in key:
-            return row.get(key)
-        node = row  # a dotted column path: answers.text
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node
-
-    def present(key) -> bool:
-        return key in row or value(key) is not None
-
-    def need(key):
-        if not present(key) and fmt == "columns":
-            have = ", ".join(sorted(map(str, row))) or "none"
-            raise ValueError(f"no column '{key}' (columns here: {have})")
-        v = value(key)
-        if v is None or (isinstance(v, str) and not v.strip()):
-            raise ValueError(f"missing or empty field '{key}'")
-        return _text(v, key)
-
-    def answer(key) -> dict:
-        v = value(key)
-        texts = _answer_texts(v) if answer_lists else None
-        if texts is None:
-            return {"output": need(key)}
-        if not texts:
-            raise ValueError(f"'{key}' holds no answer text")
-        texts = [_text(t, key) for t in texts]
-        return {"output": texts[0], "alternatives": list(dict.fromkeys(t for t in texts[1:] if t != texts[0]))}
-
+    f = _Fields(row, fmt, answer_lists)
     if fmt in ("alpaca", "dolly"):  # Dolly: instruction, context, response (and a category)
-        instruction = need("instruction")
+        instruction = f.need("instruction")
         extra = row.get("input" if fmt == "alpaca" else "context")
         text = f"{instruction}\n\n{_text(extra, 'input')}" if extra not in (None, "") else instruction
-        return Record(input=text, **answer("output" if fmt == "alpaca" else "response"), system=_system(row, "system"))
+        return Record(input=text, **f.answer("output" if fmt == "alpaca" else "response"), system=_system(row, "system"))
     if fmt in ("sharegpt", "messages"):
         key = "conversations" if fmt == "sharegpt" else "messages"
         if key not in row:
@@ -233,22 +201,60 @@ def to_record(row: dict, fmt: str, columns=None, *, untyped: bool = False, answe
         role, text = ("from", "value") if fmt == "sharegpt" else ("role", "content")
         return _from_turns(row[key], role, text, key)
     if fmt == "prompt_completion":
-        return Record(input=need("prompt"), **answer("completion"))
+        return Record(input=f.need("prompt"), **f.answer("completion"))
     if fmt == "question_answer":
-        return Record(input=need("question"), **answer("answer"))
+        return Record(input=f.need("question"), **f.answer("answer"))
     if fmt == "columns":
-        if isinstance(columns.input, list):  # a passage and the question: each given text, a blank line between
-            for key in columns.input:
-                if not present(key):
-                    need(key)
-            parts = [_text(value(k), k) for k in columns.input if value(k) is not None and str(value(k)).strip()]
-            if not parts:
-                raise ValueError(f"the columns {', '.join(columns.input)} are all empty")
-            text = "\n\n".join(parts)
-        else:
-            text = need(columns.input)
-        return Record(input=text, **answer(columns.output), system=_system(row, columns.system))
+        return Record(input=f.joined(columns.input), **f.answer(columns.output), system=_system(row, columns.system))
     raise ValueError(f"unknown format {fmt!r}")
+
+
+class _Fields:
+    """The fields of one row as texts: ``need`` one, ``joined`` several, an ``answer`` with its
+    alternatives; ``data.columns`` may name a dotted path into an object (``answers.text``)."""
+
+    def __init__(self, row: dict, fmt: str, answer_lists: bool):
+        self.row, self.fmt, self.answer_lists = row, fmt, answer_lists
+
+    def value(self, key):
+        if key in self.row or self.fmt != "columns" or "." not in key:
+            return self.row.get(key)
+        node = self.row
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def need(self, key) -> str:
+        v = self.value(key)
+        if self.fmt == "columns" and key not in self.row and v is None:
+            have = ", ".join(sorted(map(str, self.row))) or "none"
+            raise ValueError(f"no column '{key}' (columns here: {have})")
+        if v is None or (isinstance(v, str) and not v.strip()):
+            raise ValueError(f"missing or empty field '{key}'")
+        return _text(v, key)
+
+    def joined(self, keys) -> str:
+        """One column's text, or several (a passage and the question), a blank line between."""
+        if isinstance(keys, str):
+            return self.need(keys)
+        for key in keys:
+            if key not in self.row and self.value(key) is None:
+                self.need(key)
+        parts = [_text(self.value(k), k) for k in keys if self.value(k) is not None and str(self.value(k)).strip()]
+        if not parts:
+            raise ValueError(f"the columns {', '.join(keys)} are all empty")
+        return "\n\n".join(parts)
+
+    def answer(self, key) -> dict:
+        texts = _answer_texts(self.value(key)) if self.answer_lists else None
+        if texts is None:
+            return {"output": self.need(key)}
+        if not texts:
+            raise ValueError(f"'{key}' holds no answer text")
+        texts = [_text(t, key) for t in texts]
+        return {"output": texts[0], "alternatives": list(dict.fromkeys(t for t in texts[1:] if t != texts[0]))}
 
 
 def _answer_texts(value) -> list | None:
