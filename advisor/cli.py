@@ -75,7 +75,6 @@ def run(task_file: Path = typer.Argument(..., help="task.yaml to run."),
     from foundation.progress import Progress
 
     _state["task_file"] = str(task_file)
-    _state["since"] = time.time()
     checked = check_task(task_file)
     task = checked.task
     _state["results"] = task.run_dir / "results.json"
@@ -243,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     from foundation import interrupt
 
     args = argv if argv is not None else sys.argv[1:]
+    _state.clear()  # what an earlier call in this process (a test) left says nothing of this one
+    _state.update(debug=False, since=time.time())
     with interrupt.catching():
         code = _dispatch(args)
         if code == 130:  # typer turns a KeyboardInterrupt into a silent exit 130
@@ -306,7 +307,6 @@ def _internal_error(e: Exception) -> int:
     print(f"error: internal error {type(e).__name__}: {first} (a bug in advise; {kept}rerun with --debug for the "
           "traceback)", file=sys.stderr)
     return 1
-    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

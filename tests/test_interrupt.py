@@ -5,6 +5,7 @@ behaviours these guard against (an interrupt dropped in a finalizer, an interrup
 string-exec'd code turning the exit status into death by SIGINT) only show at process level."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -103,3 +104,29 @@ def test_a_handled_interrupt_is_not_raised_again(tmp_path):
             print("summarised", flush=True)
     """)
     assert r.returncode == 0 and r.stdout.strip() == "summarised", (r.returncode, r.stdout, r.stderr)
+
+
+def test_the_interrupted_line_says_whether_this_command_wrote_results_yet(tmp_path):
+    """An old results.json (an earlier run) is not what this run measured."""
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text("{}")
+    os.utime(old, (1, 1))
+    lines = []
+    for path, write in ((old, False), (new, True)):
+        r = run_script(tmp_path, f"""
+            from pathlib import Path
+            from advisor import cli
+
+            @cli.app.command("nap")
+            def nap():
+                cli._state["results"] = Path({str(path)!r})
+                if {write}:
+                    Path({str(path)!r}).write_text("{{}}")
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+
+            sys.exit(cli.main(["nap"]))
+        """)
+        assert r.returncode == 130, r.stderr
+        lines.append(r.stderr)
+    assert lines == ["interrupted before anything was measured\n", f"interrupted: what was measured is kept in {new}\n"]
