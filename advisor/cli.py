@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from foundation.errors import AdviseError
+from foundation.errors import AdviseError, first_line
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Do we need to fine-tune? Measure prompt-only, RAG and a pilot fine-tune on your own data.")
@@ -302,7 +302,7 @@ def _dispatch(args: list[str]) -> int:
 
 
 def _internal_error(e: Exception) -> int:
-    first = (str(e).strip().splitlines() or [""])[0][:300]
+    first = first_line(e)
     kept = f"what was measured is kept in {_state['results']}; " if _state.get("results") else ""
     print(f"error: internal error {type(e).__name__}: {first} (a bug in advise; {kept}rerun with --debug for the "
           "traceback)", file=sys.stderr)

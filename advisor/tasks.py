@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from foundation.config import TaskConfig
-from foundation.errors import AdviseError
+from foundation.errors import AdviseError, first_line
 from foundation.paths import display_path
 from foundation.taskfile import load_task as read_task
 
@@ -134,7 +134,7 @@ def _check_training(task, splits, warnings: list[str]) -> list[str]:
     except AdviseError:
         raise
     except Exception as e:  # a folder's config.json is the user's: whatever transformers makes of it
-        raise AdviseError(f"cannot read the model's config: {_first_line(e)}", where="model") from None
+        raise AdviseError(f"cannot read the model's config: {first_line(e) or type(e).__name__}", where="model") from None
     unknown = facts.unknown_targets(task.baselines.finetune.target_modules)
     if task.baselines.finetune.enabled and unknown:
         raise AdviseError(f"the model has no layer named {', '.join(unknown)}; its linear layers are "
@@ -145,7 +145,7 @@ def _check_training(task, splits, warnings: list[str]) -> list[str]:
     except AdviseError:
         raise
     except Exception as e:
-        raise AdviseError(f"cannot load the model's tokenizer: {_first_line(e)}", where="model") from None
+        raise AdviseError(f"cannot load the model's tokenizer: {first_line(e) or type(e).__name__}", where="model") from None
     if not getattr(tokenizer, "chat_template", None):
         raise AdviseError("the model's tokenizer has no chat template (a base model?): advise prompts and trains "
                           "through it; use an instruction-tuned model or add a chat_template to its "
@@ -173,6 +173,3 @@ def _check_training(task, splits, warnings: list[str]) -> list[str]:
                             "raise generation.max_new_tokens")
     return notes
 
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]

@@ -19,7 +19,7 @@ class Document:
 
 
 def has_text(text: str) -> bool:
-    """Whether ``text`` holds a visible character: not only spaces, zero-width or control ones
+    r"""Whether ``text`` holds a visible character: not only spaces, zero-width or control ones
     (U+200B, U+FEFF, a soft hyphen), which the embedder's tokenizer drops.
 
     >>> has_text("\u200b\ufeff \n"), has_text("ok")

@@ -31,4 +31,9 @@ class AdviseError(Exception):
 
 # A message quotes the user's text (keys, values, paths); a newline or control character in it
 # would break the one-line promise or the terminal, so it is shown escaped.
+def first_line(e: BaseException) -> str:
+    """An exception's message as one short line, for a one-line error."""
+    return (str(e).strip().splitlines() or [""])[0][:300]
+
+
 _VISIBLE = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}

@@ -32,11 +32,6 @@ class _State:
     deferred = 0
 
 
-def pending() -> bool:
-    """Whether Ctrl-C was pressed and no command has handled it yet."""
-    return _pending.is_set()
-
-
 def check() -> None:
     """Raise ``KeyboardInterrupt`` if Ctrl-C was pressed and not yet handled."""
     if _pending.is_set():

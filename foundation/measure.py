@@ -109,6 +109,6 @@ def write_predictions(path: Path, records, predictions: list[str], scores: list[
     with path.open("w", encoding="utf-8") as f:
         for i, (r, p, s) in enumerate(zip(records, predictions, scores)):
             row = {"index": i, "input": r.input, "reference": r.output, "prediction": p, "score": s}
-            if getattr(r, "alternatives", None):
+            if r.alternatives:
                 row["also_accepted"] = r.alternatives
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

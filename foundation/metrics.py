@@ -116,15 +116,13 @@ def score_records(task_or_metric, predictions: list[str], records, embedder=None
     as SQuAD lists them): the best of them, as SQuAD scores."""
     index, preds, refs = [], [], []
     for i, (p, r) in enumerate(zip(predictions, records)):
-        for ref in (r.output, *getattr(r, "alternatives", ())):
+        for ref in (r.output, *r.alternatives):
             index.append(i)
             preds.append(p)
             refs.append(ref)
-    best = [0.0] * len(records)
-    seen = [False] * len(records)
+    best = [float("-inf")] * len(records)
     for i, s in zip(index, score(task_or_metric, preds, refs, embedder)):
-        best[i] = s if not seen[i] else max(best[i], s)
-        seen[i] = True
+        best[i] = max(best[i], s)
     return best
 
 

@@ -41,25 +41,24 @@ def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dic
             if not isinstance(item, dict):
                 raise AdviseError(f"expected a JSON object, got {type(item).__name__}", file=shown, where=f"item {i}")
         return [(f"item {i}", item) for i, item in enumerate(obj, 1)]
-    if suffix in (".csv", ".tsv"):
-        import csv
-        import io
+    # .csv or .tsv
+    import csv
+    import io
 
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
-        rows = []
-        try:
-            header = reader.fieldnames or []
-            twice = sorted({h for h in header if header.count(h) > 1})
-            if twice:
-                raise AdviseError(f"column {twice[0]!r} appears more than once in the header", file=shown, where=1)
-            for row in reader:
-                if None in row:
-                    raise AdviseError("more values than header columns", file=shown, where=reader.line_num)
-                rows.append((reader.line_num, {k: v for k, v in row.items()}))
-        except csv.Error as e:
-            raise AdviseError(f"malformed CSV: {e}", file=shown, where=reader.line_num) from None
-        return rows
-    raise AssertionError(suffix)
+    reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
+    rows = []
+    try:
+        header = reader.fieldnames or []
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:
+            raise AdviseError(f"column {twice[0]!r} appears more than once in the header", file=shown, where=1)
+        for row in reader:
+            if None in row:
+                raise AdviseError("more values than header columns", file=shown, where=reader.line_num)
+            rows.append((reader.line_num, {k: v for k, v in row.items()}))
+    except csv.Error as e:
+        raise AdviseError(f"malformed CSV: {e}", file=shown, where=reader.line_num) from None
+    return rows
 
 
 def _json_lines(text: str, shown: str) -> list[tuple[int, dict]]:

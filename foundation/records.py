@@ -239,10 +239,11 @@ class _Fields:
         """One column's text, or several (a passage and the question), a blank line between."""
         if isinstance(keys, str):
             return self.need(keys)
-        for key in keys:
-            if key not in self.row and self.value(key) is None:
-                self.need(key)
-        parts = [_text(self.value(k), k) for k in keys if self.value(k) is not None and str(self.value(k)).strip()]
+        values = {k: self.value(k) for k in keys}
+        for key, v in values.items():
+            if v is None and key not in self.row:
+                self.need(key)  # names the missing column
+        parts = [_text(v, k) for k, v in values.items() if v is not None and str(v).strip()]
         if not parts:
             raise ValueError(f"the columns {', '.join(keys)} are all empty")
         return "\n\n".join(parts)

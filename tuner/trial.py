@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from foundation.errors import first_line
 from foundation.progress import QUIET
 from foundation.resources import PeakMemory
 from foundation.results import TrialConfig
@@ -372,7 +373,7 @@ def objective(trial, ctx: TrialContext) -> float:
         raise
     except Exception as e:
         if "note" not in trial.user_attrs:
-            first = (str(e).strip().splitlines() or [""])[0][:300]
+            first = first_line(e)
             trial.set_user_attr("note", first if isinstance(e, TrialFailed) else f"{type(e).__name__}: {first}")
         raise
 
