@@ -1,6 +1,7 @@
 """The `advise` command. Heavy libraries are imported inside the commands, so --help is instant."""
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,15 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
           version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                        help="Print the version and exit.")):
     _state["debug"] = debug
+
+
+def _within(lo: float, hi: float):
+    """An option's check, as task keys have theirs: a finite number from ``lo`` to ``hi`` (None: its default)."""
+    def check(value):
+        if value is not None and not (math.isfinite(value) and lo <= value <= hi):
+            raise typer.BadParameter(f"must be a number from {lo:g} to {hi:g}, got {value}")
+        return value
+    return check
 
 
 def _console(quiet: bool = False, json_out: bool = False):
@@ -112,8 +122,9 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
 @app.command()
 def tune(task_file: Path = typer.Argument(..., help="task.yaml whose `tune:` section defines the study."),
          resume: bool = typer.Option(False, "--resume", help="Continue the study in the run directory."),
+         fresh: bool = typer.Option(False, "--fresh", help="Start a new study over a finished one (kept as study.db.prev)."),
          storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL, e.g. postgresql://..."),
-         n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials for this worker (default: tune.n_trials)."),
+         n_trials: Optional[int] = typer.Option(None, "--n-trials", callback=_within(1, 100_000), help="Trials for this worker (default: tune.n_trials)."),
          quiet: bool = typer.Option(False, "--quiet", "-q"),
          json_out: bool = typer.Option(False, "--json")):
     """Run (or resume, or join) an Optuna study over PEFT method, rank and learning rate."""
@@ -121,12 +132,14 @@ def tune(task_file: Path = typer.Argument(..., help="task.yaml whose `tune:` sec
     from foundation.progress import Progress
     from advisor.pipeline import tune_task
 
+    if resume and fresh:
+        raise AdviseError("--resume continues the study and --fresh starts a new one; give one of them", where="--fresh")
     _state["task_file"] = str(task_file)
     task = load_task(task_file)
     _state["results"] = task.run_dir / "results.json"
     console = _console(quiet, json_out)
     with Progress(console, enabled=not quiet) as progress:
-        results = tune_task(task, progress=progress, resume=resume, storage=storage, n_trials=n_trials)
+        results = tune_task(task, progress=progress, resume=resume, storage=storage, n_trials=n_trials, fresh=fresh)
     _finish(results, task.run_dir, console, quiet, json_out)
 
 
@@ -141,6 +154,20 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory with a fini
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+def schema(markdown: bool = typer.Option(False, "--markdown", help="Print the task.yaml reference page instead."),
+           write: Optional[Path] = typer.Option(None, "--write", help="Write task.schema.json and task-yaml.md "
+                                                "into this folder (docs).")):
+    """Print task.yaml's JSON Schema (for editors), or its reference page; both come from the typed models."""
+    from advisor import schema as task_schema
+
+    if write is not None:
+        for path in task_schema.write(write):
+            typer.echo(f"wrote {path}")
+        return
+    typer.echo(task_schema.markdown() if markdown else task_schema.schema_text(), nl=False)
+
+
 # ---------------------------------------------------------------- the service (service/)
 _DB_HELP = "State and Optuna studies: postgresql://user@host/db for a team (default: SQLite in --data-dir)."
 _QUEUE_HELP = "Job queue: redis://host:6379/0 for a team (default: SQLite in --data-dir)."
@@ -149,17 +176,19 @@ _DATA_HELP = "Where uploads, job folders and the SQLite files live (default: $AD
 
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; not loopback needs --tokens."),
-          port: int = typer.Option(8000, "--port"),
+          port: int = typer.Option(8000, "--port", callback=_within(1, 65535)),
           db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
           queue: Optional[str] = typer.Option(None, "--queue", help=_QUEUE_HELP),
           data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
-          workers: Optional[int] = typer.Option(None, "--workers", min=0,
+          workers: Optional[int] = typer.Option(None, "--workers", callback=_within(0, 64),
                                                 help="Local worker pool (default: 1 embedded, 0 with --queue)."),
           tokens: Optional[Path] = typer.Option(None, "--tokens", help="API tokens, lines `<read|submit> <name> <token>`."),
           allow_remote_code: bool = typer.Option(False, "--allow-remote-code", help="Accept trust_remote_code: true."),
-          max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help="Largest submission (default 100)."),
-          heartbeat: Optional[float] = typer.Option(None, "--heartbeat", help="Seconds between job heartbeats (10)."),
-          dashboard_port: Optional[int] = typer.Option(None, "--dashboard-port",
+          max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", callback=_within(0.01, 100_000),
+                                                 help="Largest submission in MB (default 100)."),
+          heartbeat: Optional[float] = typer.Option(None, "--heartbeat", callback=_within(0.1, 3600),
+                                             help="Seconds between job heartbeats (10)."),
+          dashboard_port: Optional[int] = typer.Option(None, "--dashboard-port", callback=_within(1, 65535),
                                                        help="Start optuna-dashboard on loopback at this port."),
           dashboard_url: Optional[str] = typer.Option(None, "--dashboard-url", help="Link sweeps to this optuna-dashboard.")):
     """Web app and JSON API: submit tasks, watch runs and sweeps live, read verdicts and reports."""
@@ -175,9 +204,10 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
 def worker(db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
            queue: Optional[str] = typer.Option(None, "--queue", help=_QUEUE_HELP),
            data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
-           jobs: int = typer.Option(1, "--jobs", min=1, help="Jobs run at the same time (each in its own process)."),
+           jobs: int = typer.Option(1, "--jobs", callback=_within(1, 64), help="Jobs run at the same time (each in its own process)."),
            allow_remote_code: bool = typer.Option(False, "--allow-remote-code"),
-           heartbeat: Optional[float] = typer.Option(None, "--heartbeat", help="Seconds between job heartbeats (10).")):
+           heartbeat: Optional[float] = typer.Option(None, "--heartbeat", callback=_within(0.1, 3600),
+                                             help="Seconds between job heartbeats (10).")):
     """Take jobs from the service's queue (on each GPU machine, with the server's --db and --queue)."""
     from service.app import work
     from service.settings import make_settings
@@ -202,6 +232,8 @@ def submit(task_file: Path = typer.Argument(..., help="task.yaml; its folder is 
 
     if mode not in ("run", "tune"):
         raise AdviseError(f"expected run or tune, got {mode!r}", where="--mode")
+    server = client.check_server(server)
+    token = client.check_token(token)
     run = client.submit(task_file, server, token=token, mode=mode, tune=not no_tune, workers=workers)
     client.stderr(f"submitted run {run['id']}: {server.rstrip('/')}{run['url']}")
     code = 0
@@ -276,7 +308,7 @@ def _dispatch(args: list[str]) -> int:
             raise
         if e.file is None and _state.get("task_file") is not None:
             e = AdviseError(e.message, file=_state["task_file"], where=e.where)
-        print(f"error: {e.one_line()}", file=sys.stderr)
+        _error(e.one_line())
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
@@ -285,14 +317,14 @@ def _dispatch(args: list[str]) -> int:
     except usage_errors as e:
         if debug:
             raise
-        print(f"error: {_usage_line(e)}", file=sys.stderr)
+        _error(_usage_line(e))
         return 2
     except OSError as e:  # a path the system refuses (too long, under a file, read-only): the user's to fix
         if debug:
             raise
         if not (e.filename and e.strerror):
             return _internal_error(e)
-        print(f"error: {e.filename}: {e.strerror.lower()}", file=sys.stderr)
+        _error(f"{e.filename}: {e.strerror.lower()}")
         return 2
     except Exception as e:  # a bug, not bad input: still one line, and how to see more
         if debug:
@@ -304,9 +336,15 @@ def _dispatch(args: list[str]) -> int:
 def _internal_error(e: Exception) -> int:
     first = first_line(e)
     kept = f"what was measured is kept in {_state['results']}; " if _state.get("results") else ""
-    print(f"error: internal error {type(e).__name__}: {first} (a bug in advise; {kept}rerun with --debug for the "
-          "traceback)", file=sys.stderr)
+    _error(f"internal error {type(e).__name__}: {first} (a bug in advise; {kept}rerun with --debug for the traceback)")
     return 1
+
+
+def _error(line: str) -> None:
+    """An error line on stderr, without any secret it may quote (a token, a key, a URL's password)."""
+    from foundation.secrets import redact
+
+    print(f"error: {redact(line)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -33,13 +33,30 @@ def run_task(checked, progress: Progress = QUIET, *, tune: bool = True, seeds: i
 
 
 def keep_previous(run_dir) -> None:
-    """The last run's results.json is copied to results.prev.json before this run rewrites it, so
-    a run that fails or is stopped early never costs the one before it."""
+    """The last run's results.json is copied to results.prev.json before this run rewrites it, when
+    it measured something (a candidate or a finished trial): results.prev.json always holds the
+    last results that did, whatever runs stop early or measure nothing in between."""
     import shutil
 
     current = run_dir / "results.json"
-    if current.is_file():
+    if current.is_file() and _measured(current):
         shutil.copy2(current, run_dir / "results.prev.json")
+
+
+def _measured(path) -> bool:
+    """Whether a results file holds a measurement; one that cannot be read is kept, to be safe."""
+    import json
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return True
+    if not isinstance(raw, dict):
+        return True
+    study = raw.get("study") if isinstance(raw.get("study"), dict) else {}
+    trials = study.get("trials") if isinstance(study.get("trials"), list) else []
+    return bool(raw.get("candidates")) or any(isinstance(t, dict) and t.get("state") in ("complete", "pruned")
+                                               for t in trials)
 
 
 def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int = 1) -> Results:
@@ -124,12 +141,14 @@ def _repeat_with_seeds(ctx, results: Results, seeds: int) -> None:
 
 
 def tune_task(task, *, progress: Progress = QUIET, resume: bool = False, storage: str | None = None,
-              n_trials: int | None = None, study_name: str | None = None) -> Results:
+              n_trials: int | None = None, study_name: str | None = None, fresh: bool = False) -> Results:
     """``advise tune``: load the data, run (or resume, or join) the study, save results.json.
 
     An existing ``runs/<name>/results.json`` (from ``advise run``) keeps its baselines and
     verdict and gains the study, starting from its pilot; otherwise a results file with the
     study alone is written. ``study_name`` names the study in its storage (default: the task's name).
+    A study with finished trials in ``runs/<name>/study.db`` is continued with ``resume``, set
+    aside as study.db.prev with ``fresh``, and otherwise refused before anything loads.
     """
     from advisor.tasks import check_task
     from tuner.storage import check_storage_url
@@ -139,7 +158,21 @@ def tune_task(task, *, progress: Progress = QUIET, resume: bool = False, storage
         raise AdviseError(problem, where="--storage")
     checked = check_task(task)
     with run_dir_lock(task.run_dir, shared=True, task_file=display_path(task.source_path)):
+        if not (resume or fresh or storage or task.tune.storage):
+            _refuse_fresh_over_finished(task.run_dir)
+        keep_previous(task.run_dir)
         return _tune(checked, progress, resume, storage, n_trials, study_name)
+
+
+def _refuse_fresh_over_finished(run_dir) -> None:
+    """A new study would set aside a study that measured something: say what it holds and ask."""
+    from tuner.storage import describe_finished, finished_trials
+
+    found = finished_trials(run_dir / "study.db")
+    if found and found[0]:
+        raise AdviseError(f"holds a study with {describe_finished(found)}; continue it with `advise tune --resume`, "
+                          "or start a new one with --fresh (this one is then kept as study.db.prev)",
+                          file=display_path(run_dir / "study.db"))
 
 
 def _tune(checked, progress: Progress, resume: bool, storage: str | None, n_trials: int | None,

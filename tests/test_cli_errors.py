@@ -212,9 +212,9 @@ def test_a_corpus_of_zero_width_characters_is_an_error_and_the_last_run_is_kept(
 def test_a_new_run_keeps_the_previous_results_as_results_prev(tmp_path):
     from advisor.pipeline import keep_previous
 
-    (tmp_path / "results.json").write_text('{"a": 1}')
+    (tmp_path / "results.json").write_text('{"candidates": [{"a": 1}]}')
     keep_previous(tmp_path)
-    assert (tmp_path / "results.prev.json").read_text() == '{"a": 1}'
+    assert (tmp_path / "results.prev.json").read_text() == '{"candidates": [{"a": 1}]}'
 
 
 def test_model_folders_that_cannot_serve_are_one_line_errors_in_validate(tmp_path):

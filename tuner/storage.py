@@ -118,3 +118,54 @@ def check_same_search(study, tune, url: str, task_file=None) -> None:
             f"(changed: {', '.join(changed)}); put them back in task.yaml to continue it, or run "
             "`advise tune` without --resume to start a new study", file=display_path(task_file) if task_file else None,
             where="tune.search")
+
+
+def finished_trials(path: Path) -> tuple[int, float | None] | None:
+    """(finished trials, best validation quality) of the SQLite study file at ``path``; (0, None) when
+    it holds none, None when it cannot be read as a study (then it is kept, to be safe).
+
+    >>> finished_trials(Path("/nonexistent/study.db")) is None
+    True
+    """
+    import sqlite3
+
+    if not path.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            n = con.execute("SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')").fetchone()[0]
+            best = con.execute("SELECT MAX(v.value) FROM trial_values v JOIN trials t ON t.trial_id = v.trial_id "
+                               "WHERE t.state = 'COMPLETE'").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    return int(n), (float(best) if best is not None else None)
+
+
+def describe_finished(found: tuple[int, float | None]) -> str:
+    """>>> describe_finished((3, 0.5))
+    '3 finished trials, best validation quality 0.500'
+    """
+    n, best = found
+    return f"{n} finished trial{'s' if n != 1 else ''}" + (f", best validation quality {best:.3f}" if best is not None
+                                                           else "")
+
+
+def set_aside_study(run_dir: Path, notes: list[str]) -> None:
+    """Before a fresh study in ``run_dir/study.db``: a study with finished trials becomes
+    study.db.prev (replacing an older one); an empty one is deleted, so study.db.prev always holds
+    the last study that measured something."""
+    import os
+
+    current = run_dir / "study.db"
+    if not current.exists():
+        return
+    found = finished_trials(current)
+    if found is not None and found[0] == 0:
+        current.unlink()
+        return
+    os.replace(current, run_dir / "study.db.prev")
+    what = f" ({describe_finished(found)})" if found else ""
+    notes.append(f"the previous study.db{what} was moved to study.db.prev (use --resume to continue a study)")

@@ -28,7 +28,7 @@ from tuner.objectives import OBJECTIVES, ObjectiveFacts
 from tuner.objectives import applicable as applicable_objectives
 from tuner.modelfacts import model_facts
 from tuner.space import SearchSpace
-from tuner.storage import check_same_search, open_storage
+from tuner.storage import check_same_search, open_storage, set_aside_study
 from tuner.summary import result_trial, summarize, task_embedder
 from tuner.trial import TrainingKit, TrialContext, TrialPrompts, objective
 
@@ -140,9 +140,8 @@ def _open_study(task, run_dir: Path, storage: str | None, resume: bool, notes: l
 
     explicit = storage or task.tune.storage
     url = explicit or f"sqlite:///{(run_dir / 'study.db').resolve()}"
-    if not explicit and not resume and (run_dir / "study.db").exists():
-        os.replace(run_dir / "study.db", run_dir / "study.db.prev")
-        notes.append("a previous study.db was moved to study.db.prev (use --resume to continue a study)")
+    if not explicit and not resume:
+        set_aside_study(run_dir, notes)
     pruner, pruner_text = make_pruner(task.tune)
     study = optuna.create_study(study_name=study_name or task.name, storage=open_storage(url, task.tune), direction="maximize",
                                 load_if_exists=True, pruner=pruner)
