@@ -270,7 +270,7 @@ def _usage_line(e) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; --debug shows the traceback; Ctrl-C
-    says what was kept and exits 130."""
+    says what was kept and exits 130 (SIGTERM: the same line, exit 143)."""
     from foundation import interrupt
 
     args = argv if argv is not None else sys.argv[1:]
@@ -278,9 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     _state.update(debug=False, since=time.time())
     with interrupt.catching():
         code = _dispatch(args)
-        if code == 130:  # typer turns a KeyboardInterrupt into a silent exit 130
+        # typer turns a KeyboardInterrupt into a silent exit 130; a study stopped by SIGTERM ends normally
+        if code == 130 or (code == 0 and interrupt.terminated()):
             interrupt.handled()
             print(_interrupted_line(), file=sys.stderr)
+            code = 143 if interrupt.terminated() else 130
     return code
 
 

@@ -14,6 +14,10 @@ So while a command runs, Ctrl-C is also recorded here. ``check()`` (called at ev
 step: each training step, each batch of answers, each stage) raises again if an interrupt was
 recorded and not yet handled, so a dropped one stops the run at the next step. An interrupt
 that lands in string-``exec``'d code is re-delivered 50 ms later, outside it.
+
+SIGTERM (what ``timeout``, a batch scheduler or a container stop sends) is the same stop: it is
+recorded and raised as ``KeyboardInterrupt`` too, and ``terminated()`` says so, so the command
+prints the same line and exits 143 instead of 130.
 """
 from __future__ import annotations
 
@@ -30,12 +34,18 @@ MAX_DEFERRALS = 40  # then raise wherever it is: a stop within 2 s beats a clean
 class _State:
     installed = False
     deferred = 0
+    terminated = False  # the stop came as SIGTERM
 
 
 def check() -> None:
     """Raise ``KeyboardInterrupt`` if Ctrl-C was pressed and not yet handled."""
     if _pending.is_set():
         raise KeyboardInterrupt
+
+
+def terminated() -> bool:
+    """Whether the stop being handled came as SIGTERM (exit 143) rather than Ctrl-C (exit 130)."""
+    return _State.terminated
 
 
 def handled() -> None:
@@ -57,6 +67,7 @@ def _in_string_code(frame) -> bool:
 
 def _handler(signum, frame):
     _pending.set()
+    _State.terminated = _State.terminated or signum == signal.SIGTERM
     if _in_string_code(frame) and _State.deferred < MAX_DEFERRALS:
         _State.deferred += 1
         timer = threading.Timer(REDELIVER_S, os.kill, (os.getpid(), signal.SIGINT))
@@ -76,10 +87,14 @@ def catching():
         yield
         return
     previous = signal.signal(signal.SIGINT, _handler)
-    _State.installed = True
+    # SIGTERM only when nothing took it over (a parent may have set it ignored on purpose)
+    term = signal.signal(signal.SIGTERM, _handler) if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else None
+    _State.installed, _State.terminated = True, False
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        if term is not None:
+            signal.signal(signal.SIGTERM, term)
         _State.installed = False
         _pending.clear()

@@ -130,3 +130,54 @@ def test_the_interrupted_line_says_whether_this_command_wrote_results_yet(tmp_pa
         assert r.returncode == 130, r.stderr
         lines.append(r.stderr)
     assert lines == ["interrupted before anything was measured\n", f"interrupted: what was measured is kept in {new}\n"]
+
+
+def test_sigterm_from_timeout_is_a_stop_like_ctrl_c_and_exits_143(tmp_path):
+    """`timeout`, a batch scheduler or a container stop sends SIGTERM: the same one line as Ctrl-C
+    (what this command measured is kept and named), exit 143 instead of dying silently."""
+    results = tmp_path / "results.json"
+    (tmp_path / "interrupt_case.py").write_text(f"""import sys, time
+sys.path.insert(0, {str(REPO)!r})
+from pathlib import Path
+from advisor import cli
+
+@cli.app.command("nap")
+def nap():
+    cli._state["results"] = Path({str(results)!r})
+    Path({str(results)!r}).write_text("{{}}")
+    print("measured", flush=True)
+    for _ in range(600):
+        time.sleep(0.1)
+
+sys.exit(cli.main(["nap"]))
+""")
+    r = subprocess.run(["timeout", "--preserve-status", "-s", "TERM", "8", sys.executable, "-m", "interrupt_case"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.stdout == "measured\n", (r.stdout, r.stderr)
+    assert r.returncode == 143 and r.stderr == f"interrupted: what was measured is kept in {results}\n", \
+        (r.returncode, r.stderr)
+
+
+def test_sigterm_in_a_study_ends_it_like_ctrl_c(tmp_path):
+    """A stop that the command catches on purpose (the study summarises and saves what it found)
+    still exits 143 with the interrupted line when it came as SIGTERM."""
+    r = run_script(tmp_path, """
+        from pathlib import Path
+        from advisor import cli
+        from foundation import interrupt
+
+        @cli.app.command("study")
+        def study():
+            cli._state["results"] = Path("results.json")
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                interrupt.handled()
+            Path("results.json").write_text("{}")
+            print("saved", flush=True)
+
+        sys.exit(cli.main(["study"]))
+    """)
+    assert r.stdout == "saved\n" and r.returncode == 143, (r.returncode, r.stdout, r.stderr)
+    assert r.stderr == "interrupted: what was measured is kept in results.json\n", r.stderr
