@@ -1,7 +1,8 @@
 """The verdict's cautions: what the numbers cannot say on their own, each shown only where the
 data shows it. The seeds' criteria: knowledge that changes often (a fine-tuned model goes
-stale), a fine-tune still improving when the pilot stopped, answers not in the expected form,
-latency close to (or without) a limit, and the API bill of a long prompt at the stated volume.
+stale), a fine-tune cut short by its time budget or still improving when the pilot stopped,
+answers not in the expected form, latency close to (or without) a limit, and the API bill of a
+long prompt at the stated volume.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def cautions(winner, candidates, task) -> list[str]:
                    "Re-index with RAG instead, or combine FT + RAG so facts come from retrieval.")
     if is_fine_tuned(winner) and winner.baseline != "finetune_rag" and any(c.baseline == "rag" for c in candidates):
         out.append("Fine-tuning and RAG combine: gains from both add up in published studies.")
+    out += cut_short(winner, candidates, task)
     out += still_improving(winner, candidates)
     out += format_consistency(winner, candidates, task)
     out += latency(winner, candidates, task.constraints)
@@ -32,6 +34,20 @@ def cautions(winner, candidates, task) -> list[str]:
                    "would sharpen the verdict.")
     if winner.quality.mean < 0.5:
         out.append(f"Even the winner scores only {winner.quality.mean:.2f}: consider a larger base model.")
+    return out
+
+
+def cut_short(winner, candidates, task) -> list[str]:
+    """Fine-tunes whose pilot stopped before its planned steps (the time budget, a safety net, ran out)."""
+    out = []
+    for c in candidates:
+        reason, planned = c.details.get("cut_short"), c.details.get("planned_steps")
+        if not reason or not planned:
+            continue
+        then = "a full run would likely score higher" if c is winner else "a full run may change this verdict"
+        out.append(f"{c.name}'s fine-tune was {reason}: {c.details['steps'] / planned:.0%} of the training planned "
+                   f"(baselines.finetune.time_budget_s is {task.baselines.finetune.time_budget_s:g} s). Its quality "
+                   f"is that of the shorter run; {then}.")
     return out
 
 

@@ -63,7 +63,7 @@ def train_pilot(ctx: RunContext, pilot: Pilot):
     from foundation.metrics import METRICS
     from foundation.models import resolve_model
     from tuner.artifacts import save_trial
-    from tuner.curve import LearningCurve, checkpoints, extend_while_rising
+    from tuner.curve import LearningCurve, checkpoints
     from tuner.evaluate import Evaluator
     from tuner.lengths import record_token_lengths, training_length
     from tuner.modelfacts import model_facts
@@ -80,8 +80,9 @@ def train_pilot(ctx: RunContext, pilot: Pilot):
     embedder = ctx.embedder if METRICS[task.metric.name].needs_embedder else None
     curve = None
     if splits.validation:
-        curve = LearningCurve(Evaluator(task, ctx.tokenizer, splits.validation[: cfg.curve_records], embedder,
-                                        messages_for=pilot.validation_messages).mean)
+        evaluator = Evaluator(task, ctx.tokenizer, splits.validation[: cfg.curve_records], embedder,
+                              messages_for=pilot.validation_messages)
+        curve = LearningCurve(evaluator.scores, loss=None if splits.kind != "sft" else evaluator.loss)
     # The pilot's batch is its micro-batch: no accumulation unless memory forces it.
     batch = int(config.params["batch_size"])
     trained = train_config(config, kit, micro_batch_size=batch,
@@ -89,17 +90,17 @@ def train_pilot(ctx: RunContext, pilot: Pilot):
                            make_callback=(lambda: curve.callback(checkpoints(planned_steps(config, kit, batch))))
                            if curve else None)
     result = trained.result
+    cut_short = cut_short_reason(result, trained.planned_steps)
     if curve is not None:
-        if not curve.points or curve.points[-1][0] != result.steps:  # stopped early (time budget)
-            curve.points.append((result.steps, float(curve.evaluate(result.model))))
-        result = trained.result = extend_while_rising(trained, kit, curve, min_gain=task.verdict.min_gain,
-                                                      max_extensions=cfg.max_extensions, time_budget_s=cfg.time_budget_s)
+        curve.cut_short = cut_short
+        result = trained.result = _follow_curve(curve, trained, kit, task)
     adapter_dir = ctx.out_dir / "adapters" / pilot.adapter
     save_trial(adapter_dir, trained.method, result.model, trained.init_dir, trial_record(task, config, None),
                ctx.tokenizer)
-    train_seconds = max(0.0, result.train_seconds - (curve.eval_seconds if curve else 0.0))
+    train_seconds = max(0.0, result.train_seconds - (curve.eval_seconds - curve.outside_seconds if curve else 0.0))
     details = _details(config, fit, result, trained, train_seconds, pilot.length_key)
     details["adapter_dir"] = str(adapter_dir.relative_to(ctx.run_dir))
+    details["cut_short"] = cut_short
     details["learning_curve"] = curve.to_dict(task.verdict.min_gain) if curve else {
         "steps": [], "validation": [], "still_improving": False, "extended_steps": 0,
         "stopped": "no validation split to score (fewer than 10 train records or data.validation_fraction is 0)"}
@@ -109,6 +110,25 @@ def train_pilot(ctx: RunContext, pilot: Pilot):
         details=details, one_off_seconds=train_seconds, extra_seconds=pilot.extra_seconds, config=config))
     candidate.peak_memory_mb = max(candidate.peak_memory_mb, trained.peak_memory_mb)
     return candidate
+
+
+def cut_short_reason(result, planned: int) -> str:
+    """Why a pilot trained fewer than its ``planned`` steps, with how many it did ("" when it did them all)."""
+    if result.steps >= planned or result.stopped_reason.startswith("completed"):
+        return ""
+    return f"cut short after {result.steps} of {planned} planned steps ({result.stopped_reason})"
+
+
+def _follow_curve(curve, trained, kit, task):
+    """Score the last step (when the time budget stopped training between points), note a run cut
+    short, and train on while the curve rises beyond noise; returns the final TrainResult."""
+    from tuner.curve import extend_while_rising
+
+    result, cfg = trained.result, task.baselines.finetune
+    if not curve.points or curve.points[-1][0] != result.steps:  # stopped early (time budget)
+        curve.score(result.steps, result.model, in_training=False)
+    return extend_while_rising(trained, kit, curve, min_gain=task.verdict.min_gain,
+                               max_extensions=cfg.max_extensions, time_budget_s=cfg.time_budget_s)
 
 
 def _details(config: TrialConfig, fit, result, trained, train_seconds: float, key: str) -> dict:
@@ -123,6 +143,7 @@ def _details(config: TrialConfig, fit, result, trained, train_seconds: float, ke
                "tokens_per_second": result.tokens_seen / train_seconds if train_seconds > 0 else 0.0,
                "final_loss": result.final_loss, "trainable_params": result.trainable_params,
                "total_params": result.total_params, "stopped": result.stopped_reason,
+               "planned_steps": trained.planned_steps,
                "train_peak_memory_mb": trained.peak_memory_mb}
     extra = {k: v for k, v in result.details.items() if k != "stages"}
     if extra:

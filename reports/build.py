@@ -94,7 +94,7 @@ def curve_views(results: Results) -> tuple[CurveView, ...]:
         if curve.get("steps"):
             out.append(CurveView(c.name, tuple(zip(curve["steps"], curve["validation"])),
                                  bool(curve.get("still_improving")), int(curve.get("extended_steps", 0)),
-                                 str(curve.get("stopped", ""))))
+                                 str(curve.get("stopped", "")), str(c.details.get("cut_short") or "")))
     return tuple(out)
 
 

@@ -124,7 +124,8 @@ def _quality_notes(report: Report) -> list[str]:
         points = ", ".join(f"{v:.2f}@{s}" for s, v in c.points)
         state = "still rising" if c.still_improving else "flat"
         more = f", {c.extended_steps} extra steps" if c.extended_steps else ""
-        out.append(f"Learning curve of {c.name} (validation quality @ step): {points} — {state}{more}; {c.stopped}")
+        why = c.stopped if not c.cut_short else "CUT SHORT" + c.cut_short.removeprefix("cut short")
+        out.append(f"Learning curve of {c.name} (validation quality @ step): {points} — {state}{more}; {why}")
     shares = [f"{r.name} {r.format_share:.0%}" for r in report.rows if r.format_share is not None]
     if shares:
         out.append("Answers in the expected form: " + ", ".join(shares))

@@ -168,6 +168,7 @@ class CurveView:
     still_improving: bool
     extended_steps: int
     stopped: str
+    cut_short: str = ""  # the pilot stopped before its planned steps: why, and after how many
 
 
 @dataclass(frozen=True)

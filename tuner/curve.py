@@ -1,25 +1,32 @@
 """The pilot's learning curve: validation quality at a few points during training, and more
-training while the curve still rises.
+training while the curve still rises beyond noise.
 
 A pilot is a short, fixed run, and the verdict rests on it. So it scores the validation split
 (at most ``curve_records`` of it, one batched generation each time) at a third, two thirds and
-the end of its steps. If quality rose by more than ``verdict.min_gain`` over the last third,
-training goes on in rounds of half the pilot's steps (same settings, the learning-rate schedule
-starting again), up to ``baselines.finetune.max_extensions`` rounds and while the pilot's time
-budget allows another round. A curve that was still rising when the pilot stopped is reported:
-the verdict then says a longer run may change it.
+the end of its steps, with the teacher-forced validation loss (one forward pass) beside it.
+Training goes on in rounds of half the pilot's steps (same settings, the learning-rate schedule
+starting again), up to ``baselines.finetune.max_extensions`` rounds, only when quality rose over
+the last third by more than ``verdict.min_gain`` *and* by more than noise: the same validation
+examples are compared before and after, and the examples that got better must outnumber those
+that got worse by a one-sided sign test at ``NOISE_P`` (so one or two examples flipping never
+extend a run). A curve still rising when the pilot stopped is reported: the verdict then says a
+longer run may change it. A pilot that its time budget stopped before its planned steps says so.
 
 >>> rising([(10, 0.2), (20, 0.3), (30, 0.5)], min_gain=0.02)
 True
 >>> rising([(10, 0.2), (20, 0.5), (30, 0.5)], min_gain=0.02)
 False
+>>> sign_test_p(1, 0), sign_test_p(3, 0) <= NOISE_P
+(0.5, True)
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 
 CURVE_POINTS = 3  # validation scores during the planned steps: at 1/3, 2/3 and the end
+NOISE_P = 0.2  # one-sided sign test: a rise this likely under "no change" is noise (3-0 passes, 2-0 does not)
 
 
 def checkpoints(steps: int, points: int = CURVE_POINTS) -> list[int]:
@@ -33,25 +40,71 @@ def checkpoints(steps: int, points: int = CURVE_POINTS) -> list[int]:
     return sorted({max(1, round(steps * (i + 1) / points)) for i in range(points)})
 
 
-def rising(curve: list[tuple[int, float]], min_gain: float) -> bool:
-    """Did quality rise by more than ``min_gain`` over the last third of the steps scored so far?"""
+def _reference(curve: list[tuple[int, float]]) -> int:
+    """Index of the point the last one is compared with: the last at or before two thirds of the
+    steps scored so far (the one before the last when there are only two)."""
+    if len(curve) <= 2:
+        return len(curve) - 2
+    cut = curve[0][0] + (curve[-1][0] - curve[0][0]) * 2 / 3
+    return max(i for i, (s, _) in enumerate(curve[:-1]) if s <= cut)
+
+
+def sign_test_p(better: int, worse: int) -> float:
+    """One-sided sign test: the chance of at least ``better`` of ``better + worse`` changed
+    examples going up when up and down are equally likely."""
+    n = better + worse
+    return sum(math.comb(n, k) for k in range(better, n + 1)) / 2 ** n if n else 1.0
+
+
+def changed(before: list[float], after: list[float]) -> tuple[int, int]:
+    """Validation examples that scored better and worse (paired by position)."""
+    return (sum(a > b + 1e-9 for b, a in zip(before, after)), sum(a < b - 1e-9 for b, a in zip(before, after)))
+
+
+def rising(curve: list[tuple[int, float]], min_gain: float, scores: list[list[float]] | None = None) -> bool:
+    """Did quality rise by more than ``min_gain`` over the last third of the steps scored so far,
+    and (given each point's per-example ``scores``) by more than noise (:data:`NOISE_P`)?"""
     if len(curve) < 2:
         return False
-    last_step, last = curve[-1]
-    cut = curve[0][0] + (last_step - curve[0][0]) * 2 / 3 if len(curve) > 2 else curve[0][0]
-    earlier = [v for s, v in curve if s <= cut] or [curve[-2][1]]
-    return last - earlier[-1] > min_gain
+    ref = _reference(curve)
+    if curve[-1][1] - curve[ref][1] <= min_gain:
+        return False
+    if scores is None or len(scores) != len(curve):
+        return True
+    return sign_test_p(*changed(scores[ref], scores[-1])) <= NOISE_P
 
 
 @dataclass
 class LearningCurve:
     """Validation quality by step; ``callback(points)`` records it from inside the trainer."""
 
-    evaluate: object  # model -> mean validation quality (tuner.evaluate.Evaluator.mean)
-    points: list[tuple[int, float]] = field(default_factory=list)
+    evaluate: object  # model -> per-example validation scores (tuner.evaluate.Evaluator.scores)
+    points: list[tuple[int, float]] = field(default_factory=list)  # (step, mean score)
     eval_seconds: float = 0.0
     extended_steps: int = 0
     stopped: str = ""
+    loss: object = None  # model -> teacher-forced validation loss (tuner.evaluate.Evaluator.loss), or None
+    scores: list[list[float]] = field(default_factory=list)  # per-example scores of each point
+    losses: list[float] = field(default_factory=list)
+    cut_short: str = ""  # the planned steps were not all trained: why, and how many were
+
+    outside_seconds: float = 0.0  # of eval_seconds, those spent after training (not in its clock)
+
+    def score(self, step: int, model, in_training: bool = True) -> None:
+        """Score ``model`` at ``step``: the metric on every validation example, and the loss."""
+        t0 = time.perf_counter()
+        scores = self.evaluate(model)
+        scores = [float(scores)] if isinstance(scores, (int, float)) else [float(v) for v in scores]
+        self.points.append((step, sum(scores) / max(1, len(scores))))
+        self.scores.append(scores)
+        if self.loss is not None:
+            self.losses.append(float(self.loss(model)))
+        self.eval_seconds += time.perf_counter() - t0
+        if not in_training:
+            self.outside_seconds += time.perf_counter() - t0
+
+    def rising(self, min_gain: float) -> bool:
+        return rising(self.points, min_gain, self.scores if all(len(s) > 1 for s in self.scores) else None)
 
     def callback(self, steps: list[int], offset: int = 0):
         """A TrainerCallback scoring validation after each of ``steps`` (optimiser steps of this
@@ -68,16 +121,20 @@ class LearningCurve:
             def on_step_end(self, args, state, control, model=None, **kw):
                 self.done += 1
                 if self.done in wanted:
-                    t0 = time.perf_counter()
-                    curve.points.append((offset + self.done, float(curve.evaluate(model))))
-                    curve.eval_seconds += time.perf_counter() - t0
+                    curve.score(offset + self.done, model)
 
         return ScoreValidation()
 
     def to_dict(self, min_gain: float) -> dict:
-        return {"steps": [s for s, _ in self.points], "validation": [v for _, v in self.points],
-                "still_improving": rising(self.points, min_gain), "extended_steps": self.extended_steps,
-                "stopped": self.stopped}
+        out = {"steps": [s for s, _ in self.points], "validation": [v for _, v in self.points],
+               "still_improving": self.rising(min_gain), "extended_steps": self.extended_steps,
+               "stopped": self.stopped, "cut_short": self.cut_short, "eval_seconds": self.eval_seconds}
+        if self.losses:
+            out["validation_loss"] = self.losses
+        if len(self.points) >= 2 and all(len(s) > 1 for s in self.scores):
+            better, worse = changed(self.scores[_reference(self.points)], self.scores[-1])
+            out["last_third"] = {"better": better, "worse": worse, "p": sign_test_p(better, worse)}
+        return out
 
 
 def extend_while_rising(trained, kit, curve: LearningCurve, *, min_gain: float, max_extensions: int,
@@ -90,8 +147,12 @@ def extend_while_rising(trained, kit, curve: LearningCurve, *, min_gain: float, 
     round_steps = max(1, trained.planned_steps // 2)
     objective = OBJECTIVES[OBJECTIVES[trained.config.objective].stages[-1]]  # go on with the last stage
     for n in range(max_extensions + 1):
-        if not rising(curve.points, min_gain):
-            curve.stopped = "the curve flattened" if n else "the curve was flat at the end of the planned steps"
+        if curve.cut_short:
+            curve.stopped = curve.cut_short
+            return result
+        if not curve.rising(min_gain):
+            curve.stopped = ("the curve flattened" if n else
+                             "the curve was flat (or rose within noise) at the end of the planned steps")
             return result
         if n == max_extensions:
             curve.stopped = f"still rising after {max_extensions} extra round(s) (baselines.finetune.max_extensions)"
@@ -112,6 +173,9 @@ def extend_while_rising(trained, kit, curve: LearningCurve, *, min_gain: float, 
                 validation=kit.validation, run_dir=kit.run_dir, cache=kit.cache))
         curve.extended_steps += more.steps
         result = _merged(result, more)
+        if more.steps < round_steps:  # the time budget (the safety net) ended the round
+            curve.stopped = f"an extra round was cut short after {more.steps} of {round_steps} steps ({more.stopped_reason})"
+            return result
     return result
 
 

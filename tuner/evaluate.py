@@ -53,6 +53,15 @@ class Evaluator:
     def mean(self, model) -> float:
         return sum(self.scores(model)) / len(self.records)
 
+    def loss(self, model) -> float:
+        """Teacher-forced validation loss: the mean over records of the negative log-likelihood per
+        reference-answer token (one forward pass, no generation); on preference data, the chosen answer's."""
+        from foundation.likelihood import answer_logprobs
+
+        logprobs = answer_logprobs(model, self.tokenizer, self.prompts, [r.output for r in self.records],
+                                   batch_size=self.task.generation.batch_size)
+        return -sum(logprobs) / max(1, len(logprobs))
+
     def latency_ms(self, model, n: int) -> list[float]:
         model.eval()
         return time_single_queries(
