@@ -217,12 +217,16 @@ class FinetuneBaselineConfig(Section):
         "Training tokens per record at most; unset: the longest formatted train record (up to 4096 and the "
         "model's context). Records longer than it lose the end of their answer."))
     target_modules: str = Field("all-linear", description="'all-linear', 'attention' or comma-separated module names.")
-    time_budget_s: float = Field(900, gt=0, description="Training stops after this many seconds.")
+    time_budget_s: float = Field(3600, gt=0, description=(
+        "Safety net in wall-clock seconds: training stops here even before max_steps. The pilot's budget is "
+        "max_steps (and epochs), so a busy machine and a quiet one train the same steps; a pilot this stops "
+        "says so in its learning curve and the verdict's cautions (steps done of planned)."))
     objective: str = Field("auto", description=(
         "Training objective of the pilot: auto (sft; sft+dpo on paired preference data, sft+kto on unpaired "
         "data) or any tune objective."))
     max_extensions: int = Field(2, ge=0, le=100, description=(
-        "Extra rounds of max_steps/2 steps while validation quality is still rising (0: never extend)."))
+        "Extra rounds of max_steps/2 steps while validation quality is still rising by more than "
+        "verdict.min_gain and beyond noise (a sign test over the validation examples; 0: never extend)."))
     curve_records: int = Field(64, gt=0, le=10_000, description="Validation records scored for the learning curve.")
 
     @field_validator("target_modules")
