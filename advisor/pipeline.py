@@ -32,6 +32,10 @@ def run_task(checked, progress: Progress = QUIET, *, tune: bool = True, seeds: i
         return _run(checked, progress, tune, time.perf_counter() - t0, seeds)
 
 
+_NO_VALIDATION = ("the study chooses among its trials on validation records, and this task holds none out "
+                  "(data.validation_fraction is 0, or fewer than 10 train records: add train records)")
+
+
 def keep_previous(run_dir) -> None:
     """The last run's results.json is copied to results.prev.json before this run rewrites it, when
     it measured something (a candidate or a finished trial): results.prev.json always holds the
@@ -100,7 +104,9 @@ def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int =
         _repeat_with_seeds(ctx, results, seeds)
         results.timings["seeds"] = time.perf_counter() - t0
         save_results(results, run_dir)
-    if results.verdict.finetune_wins and tune:
+    if results.verdict.finetune_wins and tune and not splits.validation:
+        results.verdict.cautions.append("no study was run: " + _NO_VALIDATION)
+    elif results.verdict.finetune_wins and tune:
         from tuner.study import run_study
 
         t0 = time.perf_counter()
@@ -157,6 +163,9 @@ def tune_task(task, *, progress: Progress = QUIET, resume: bool = False, storage
     if storage is not None and (problem := check_storage_url(storage)):
         raise AdviseError(problem, where="--storage")
     checked = check_task(task)
+    if not checked.splits.validation:
+        raise AdviseError(_NO_VALIDATION, file=display_path(task.source_path),
+                          where="data.validation_fraction" if task.data.validation_fraction == 0 else "data.train")
     with run_dir_lock(task.run_dir, shared=True, task_file=display_path(task.source_path)):
         if not (resume or fresh or storage or task.tune.storage):
             _refuse_fresh_over_finished(task.run_dir)

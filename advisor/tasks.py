@@ -79,6 +79,7 @@ def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True) 
     if leak:
         checked.warnings.append(f"{leak} eval records also appear in train (leakage); scores will be optimistic")
     _with_file(shown, _check_device, task)
+    _with_file(shown, _check_validation, task, splits)
     _with_file(shown, _check_objectives, task, splits, corpus)
     if training:
         checked.training = _with_file(shown, _check_training, task, splits, checked.warnings)
@@ -112,6 +113,19 @@ def _check_objectives(task, splits, corpus) -> None:
         raise AdviseError("no objective listed here can train on this data: "
                           + "; ".join(f"{k}: {v}" for k, v in excluded.items() if k in (task.tune.objectives or ())),
                           where="tune.objectives")
+
+
+def _check_validation(task, splits) -> None:
+    """The pilot's learning curve and every study trial are measured on the validation records: a
+    task that holds none out on purpose is refused. (One with too few train records to hold any
+    out is the scaffold's: its pilot has no curve, `advise run` runs no study and says so, and
+    `advise tune` refuses it before loading anything.)"""
+    if splits.validation or not task.baselines.finetune.enabled:
+        return
+    if task.data.validation_fraction == 0:
+        raise AdviseError("0 holds no validation records out, and the pilot's learning curve and every study trial "
+                          "are measured on them: set it to 0.1 or more (or disable baselines.finetune)",
+                          where="data.validation_fraction")
 
 
 def _check_device(task) -> None:

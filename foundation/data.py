@@ -13,6 +13,7 @@ from foundation.readers import read_rows
 from foundation.records import KIND_WORDS, Record, data_kind, detect_format, to_record
 
 MIN_EVAL_EXAMPLES = 5  # below this a bootstrap CI says nothing useful
+MIN_TRAIN_FOR_VALIDATION = 10  # validation records are held out of this many train records or more
 
 
 @dataclass
@@ -111,7 +112,7 @@ def load_splits(task) -> Splits:
     train_keys = {r.key() for r in train}
     leaked = [r for r in eval_recs if r.key() in train_keys]
     val = []
-    if data.validation_fraction > 0 and len(train) >= 10:
+    if data.validation_fraction > 0 and len(train) >= MIN_TRAIN_FOR_VALIDATION:
         order = list(range(len(train)))
         random.Random(task.seed + 1).shuffle(order)
         n_val = max(2, round(len(train) * data.validation_fraction))

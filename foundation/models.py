@@ -64,7 +64,63 @@ def resolve_model(spec: str, base_dir: Path | None = None) -> ModelSource:
 def resolve_embedder(spec: str, base_dir: Path | None = None) -> ModelSource:
     if _EMBEDDER_ALIASES.get(spec.lower()) == DEFAULT_EMBEDDER:
         return ModelSource(spec, "bundled", DEFAULT_EMBEDDER)
-    return _local_or_hub(spec, base_dir, marks=("modules.json", "config.json"))
+    source = _local_or_hub(spec, base_dir, marks=("modules.json", "config.json"))
+    if source.kind == "local":
+        foreign = foreign_modules(Path(source.location))
+        if foreign:
+            # sentence-transformers imports each module's class by the name modules.json gives.
+            raise AdviseError(f"folder {spec!r} names modules outside sentence-transformers in modules.json "
+                              f"({', '.join(foreign[:3])}); advise loads only sentence-transformers' own modules")
+    return source
+
+
+def _read_json(path: Path):
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None  # malformed: the loader's own error names it
+
+
+def model_code(folder: Path) -> list[str]:
+    """The code of its own that a local model folder asks transformers to import: the entries of
+    ``auto_map`` in its config.json and tokenizer_config.json. Read as plain JSON, so checking a
+    folder never runs what it holds.
+
+    >>> model_code(Path("/nonexistent"))
+    []
+    """
+    names: list[str] = []
+    for file in ("config.json", "tokenizer_config.json", "processor_config.json"):
+        data = _read_json(folder / file)
+        auto_map = data.get("auto_map") if isinstance(data, dict) else None
+        if isinstance(auto_map, dict):
+            for value in auto_map.values():
+                names += [str(v) for v in (value if isinstance(value, list) else [value]) if v]
+        elif auto_map:
+            names.append(str(auto_map))
+    return names
+
+
+def foreign_modules(folder: Path) -> list[str]:
+    """Classes named in a sentence-transformers folder's modules.json that are not its own."""
+    modules = _read_json(folder / "modules.json")
+    if not isinstance(modules, list):
+        return []
+    types = [m.get("type") for m in modules if isinstance(m, dict)]
+    return [str(t) for t in types if not (isinstance(t, str) and t.startswith("sentence_transformers."))]
+
+
+def check_model_code(source: ModelSource, trust_remote_code: bool) -> None:
+    """Refuse a local model whose folder names code of its own unless the task trusts it, with
+    words that say so (transformers' own refusal asks an interactive question)."""
+    if source.kind != "local" or trust_remote_code:
+        return
+    code = model_code(Path(source.location))
+    if code:
+        raise AdviseError(f"the model folder names code of its own (auto_map: {', '.join(sorted(set(code))[:3])}); "
+                          "advise runs it only with trust_remote_code: true", where="model")
 
 
 def _local_or_hub(spec: str, base_dir: Path | None, marks: tuple[str, ...] = ("config.json",)) -> ModelSource:
@@ -169,6 +225,7 @@ def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
         location = str(bundled_model_dir())
     else:
         location = source.location
+    check_model_code(source, trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -204,6 +261,7 @@ def load_model(source: ModelSource, *, device: str = "cpu", dtype=None, trust_re
         model = AutoModelForCausalLM.from_config(tiny_config(), dtype=dtype)
     else:
         location = str(bundled_model_dir()) if source.kind == "bundled" else source.location
+        check_model_code(source, trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=trust_remote_code)
     model.to(device)
     model.eval()

@@ -3,10 +3,11 @@
 - Sizes: the request body is limited by the app; here the number of files and the unpacked size.
 - Zip-slip and path traversal: every name is a relative path without ``..``, a drive or a
   backslash; symbolic links in a zip are refused; every file lands inside the upload folder.
-- task.yaml: small, few YAML aliases (no "billion laughs"), parsed safely; every path in it
-  (``data``, ``corpus.paths``, ``output.dir``, a local ``model``/``embedder``) must stay inside the
-  upload folder; ``tune.storage`` is the service's to choose; ``trust_remote_code`` only when
-  the server allows it.
+- task.yaml: small, few YAML aliases (no "billion laughs"), read into the typed task (no YAML
+  tags, no coercion: ``trust_remote_code`` is true or false); every path in the typed task
+  (``data``, ``corpus.paths``, ``output.dir``, a local ``model``/``embedder``) must stay inside
+  the upload folder; ``tune.storage`` is the service's to choose; ``trust_remote_code`` only
+  when the server allows it. Nothing from the upload is imported or run while it is checked.
 - Then ``advisor.tasks.check_task``, and its error is shown with paths relative to the upload, as
   ``advise validate`` prints it when run from the task folder.
 """
@@ -159,64 +160,63 @@ def _count_aliases(text: str) -> int:
     return sum(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=yaml.SafeLoader))
 
 
-def _outside(root: Path, base: Path, value) -> bool:
-    if not isinstance(value, str):
-        return False  # a wrong type is load_task's to report
-    if value.startswith("~") or PurePosixPath(value).is_absolute() or re.match(r"^[A-Za-z]:", value):
+def _outside(root: Path, base: Path, value: Path | str) -> bool:
+    text = str(value)
+    if text.startswith("~") or PurePosixPath(text).is_absolute() or re.match(r"^[A-Za-z]:", text):
         return True
-    return not (base / value).resolve().is_relative_to(root.resolve())
+    return not (base / text).resolve().is_relative_to(root.resolve())
 
 
-def _model_path_problem(value) -> bool:
+def _model_path_problem(value: str) -> bool:
     from foundation.models import _EMBEDDER_ALIASES, _MODEL_ALIASES
 
-    if not isinstance(value, str) or value.lower() in _MODEL_ALIASES or value.lower() in _EMBEDDER_ALIASES:
+    if value.lower() in _MODEL_ALIASES or value.lower() in _EMBEDDER_ALIASES:
         return False
-    return value.startswith(("~", "/")) or ".." in PurePosixPath(value).parts or re.match(r"^[A-Za-z]:", value)
+    return bool(value.startswith(("~", "/")) or ".." in PurePosixPath(value).parts or re.match(r"^[A-Za-z]:", value))
 
 
-def confine(root: Path, task_rel: str, allow_remote_code: bool) -> None:
-    """Refuse a task.yaml whose paths leave the upload, or that asks for what the server does not allow.
-
-    Only values of the right type are looked at: a malformed file gets load_task's error instead.
-    """
+def read_upload_task(root: Path, task_rel: str):
+    """The upload's task.yaml as the typed, validated task, with nothing it names looked at yet:
+    small, few YAML aliases (no "billion laughs"), YAML tags refused by the loader."""
     import yaml
+
+    from foundation.taskfile import load_task
 
     path = root / task_rel
     if path.stat().st_size > TASK_FILE_MAX:
         raise AdviseError(f"larger than {TASK_FILE_MAX // 1024} KB", file=task_rel)
     try:
-        text = path.read_text(encoding="utf-8")
-        if _count_aliases(text) > YAML_ALIASES_MAX:
+        if _count_aliases(path.read_text(encoding="utf-8")) > YAML_ALIASES_MAX:
             raise AdviseError(f"more than {YAML_ALIASES_MAX} YAML aliases", file=task_rel)
-        raw = yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
-        return
-    if not isinstance(raw, dict):
-        return
-    base = path.parent
+        pass  # load_task names the problem
+    try:
+        return load_task(path, check_paths=False)
+    except AdviseError as e:
+        raise AdviseError(relative_text(e.one_line(), root)) from None
+
+
+def confine(root: Path, task, task_rel: str, allow_remote_code: bool) -> None:
+    """Refuse a typed task whose paths leave the upload, or that asks for what the server does not
+    allow. It looks at the validated values, never the raw YAML: `trust_remote_code: "yes"` or a
+    `!!binary` path never reach this point as something a check here could miss."""
+    base = (root / task_rel).parent
     inside = "must be a path inside the uploaded task folder (no absolute path, no '..' leaving it)"
-    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-    for key in ("train", "eval", "file"):
-        if _outside(root, base, data.get(key)):
-            raise AdviseError(inside, file=task_rel, where=f"data.{key}")
-    corpus = raw.get("corpus") if isinstance(raw.get("corpus"), dict) else {}
-    paths = corpus.get("paths") if isinstance(corpus.get("paths"), list) else []
-    for i, p in enumerate(paths):
-        if _outside(root, base, p):
-            raise AdviseError(inside, file=task_rel, where=f"corpus.paths.{i}")
-    output = raw.get("output") if isinstance(raw.get("output"), dict) else {}
-    if _outside(root, base, output.get("dir")):
-        raise AdviseError(inside, file=task_rel, where="output.dir")
+    paths = {f"data.{k}": getattr(task.data, k) for k in ("train", "eval", "file") if getattr(task.data, k)}
+    paths.update({f"corpus.paths.{i}": p for i, p in enumerate(task.corpus.paths)})
+    paths["output.dir"] = task.output.dir
+    for where, value in paths.items():
+        if _outside(root, base, value):
+            raise AdviseError(inside, file=task_rel, where=where)
     for key in ("model", "embedder"):
-        if _model_path_problem(raw.get(key)):
+        value = getattr(task, key)
+        if _model_path_problem(value) or ("/" in value and (base / value).exists() and _outside(root, base, value)):
             raise AdviseError("a local model must be a folder inside the uploaded task folder (no absolute path, "
                               "'~' or '..'); a hub id is `name` or `org/name`", file=task_rel, where=key)
-    tune = raw.get("tune") if isinstance(raw.get("tune"), dict) else {}
-    if tune.get("storage") is not None:
+    if task.tune.storage is not None:
         raise AdviseError("the service keeps every run's study in its own storage; remove tune.storage",
                           file=task_rel, where="tune.storage")
-    if raw.get("trust_remote_code") is True and not allow_remote_code:
+    if task.trust_remote_code and not allow_remote_code:
         raise AdviseError("this server does not run code from model repositories; its operator can allow it "
                           "with `advise serve --allow-remote-code`", file=task_rel, where="trust_remote_code")
 
@@ -244,9 +244,9 @@ def check_upload(root: Path, task_rel: str, *, allow_remote_code: bool) -> Uploa
     """The service's checks, then ``check_task``: an AdviseError whose text is the CLI's."""
     from advisor.tasks import check_task
 
-    confine(root, task_rel, allow_remote_code)
+    confine(root, read_upload_task(root, task_rel), task_rel, allow_remote_code)
     try:
-        checked = check_task(root / task_rel)
+        checked = check_task(root / task_rel, run_model_code=False)
         _check_resolved(root, checked.task, task_rel)
     except AdviseError as e:
         raise AdviseError(relative_text(e.one_line(), root)) from None

@@ -18,7 +18,7 @@ from conftest import write_task
 from conftest_service import ADVISE, env, free_port, serve, submit_zip, zip_folder
 from foundation.errors import AdviseError
 from service.settings import Limits, check_bind, make_settings
-from service.uploads import UploadError, check_upload, confine, find_task, safe_name, save_files, unpack_zip
+from service.uploads import UploadError, check_upload, find_task, read_upload_task, safe_name, save_files, unpack_zip
 
 LIMITS = Limits()
 
@@ -122,7 +122,7 @@ def test_yaml_alias_bombs_are_refused(tmp_path):
         f"a{i}: &a{i} [{', '.join(f'*a{i - 1}' for _ in range(9))}]" for i in range(1, 13)]
     (tmp_path / "task.yaml").write_text("\n".join(lines) + "\nname: t\n")
     with pytest.raises(AdviseError, match="aliases"):
-        confine(tmp_path, "task.yaml", False)
+        read_upload_task(tmp_path, "task.yaml")
 
 
 def test_binding_beyond_loopback_needs_tokens(tmp_path):

@@ -90,11 +90,12 @@ def model_config(source, trust_remote_code: bool = False):
     """The model's transformers config, without its weights."""
     from transformers import AutoConfig
 
-    from foundation.models import bundled_model_dir, tiny_config
+    from foundation.models import bundled_model_dir, check_model_code, tiny_config
 
     if source.kind == "tiny":
         return tiny_config()
     location = str(bundled_model_dir()) if source.kind == "bundled" else source.location
+    check_model_code(source, trust_remote_code)
     return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
 
 

@@ -207,15 +207,13 @@ def _trial_context(kit: TrainingKit, splits, run_dir: Path, space: SearchSpace, 
                           "tune.max_seq_length")
     if fit.truncated or fit.dropped or fit.derived:
         notes.append(fit.describe("tune.max_seq_length"))
-    validation_records = splits.validation
-    if not validation_records:
-        validation_records = splits.train
-        notes.append("no validation split (fewer than 10 train records or data.validation_fraction is 0): "
-                     "trials were selected on train, so the validation numbers are optimistic")
+    if not splits.validation:  # a trial scored on nothing would look like a measured 0.0
+        raise AdviseError("no validation records to measure the trials on (data.validation_fraction is 0, or fewer "
+                          "than 10 train records)", where="data.validation_fraction")
     return TrialContext(
         kit=kit, run_dir=run_dir, space=space, local_excluded=local_excluded,
-        validation=Evaluator(task, kit.tokenizer, validation_records, task_embedder(task, kit.device),
-                             messages_for=(prompts.validation if splits.validation else prompts.train) if prompts else None),
+        validation=Evaluator(task, kit.tokenizer, splits.validation, task_embedder(task, kit.device),
+                             messages_for=prompts.validation if prompts else None),
         price_per_hour=hourly_price(task.constraints, kit.device), flops_per_second=measure_flops(kit.device),
         tokens_per_record=mean_record_tokens(lengths, fit.max_seq_length), max_seq_length=fit.max_seq_length)
 
