@@ -59,12 +59,18 @@ def init(folder: Path = typer.Argument(..., help="Folder to create with a commen
 
 
 @app.command()
-def validate(task_file: Path = typer.Argument(..., help="task.yaml to check.")):
+def validate(task_file: Path = typer.Argument(..., help="task.yaml to check."),
+             online: bool = typer.Option(False, "--online", help="Also send one tiny request to each compare: endpoint.")):
     """Check a task.yaml and its data without loading any model."""
     from advisor.tasks import check_task
 
     _state["task_file"] = str(task_file)
     checked = check_task(task_file)
+    if online:
+        from foundation.endpoints import check_endpoints
+
+        check_endpoints(checked.task, online=True)
+        typer.echo(f"{task_file}: each compare: endpoint answered a one-token request")
     typer.echo(f"{task_file}: ok — {checked.summary()}")
     for note in checked.training:
         typer.echo(f"  {note}")

@@ -57,7 +57,7 @@ class CheckedTask:
                 f"corpus documents {len(self.corpus)}, metric {self.task.metric.name}")
 
 
-def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True) -> CheckedTask:
+def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True, keys: bool = True) -> CheckedTask:
     """``load_task`` (unless given a loaded task), then the data, the splits, the corpus, the
     device, and (with ``training``) what fine-tuning needs: the model's layers that
     ``target_modules`` names and the training records' token lengths. No weights are loaded."""
@@ -79,6 +79,10 @@ def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True) 
     if leak:
         checked.warnings.append(f"{leak} eval records also appear in train (leakage); scores will be optimistic")
     _with_file(shown, _check_device, task)
+    if keys and task.compare:  # every compare: endpoint's API key is in the environment
+        from foundation.endpoints import check_endpoints
+
+        checked.warnings.extend(_with_file(shown, check_endpoints, task))
     _with_file(shown, _check_validation, task, splits)
     _with_file(shown, _check_objectives, task, splits, corpus)
     if training:

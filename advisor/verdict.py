@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from advisor.cautions import cautions as verdict_cautions
 from baselines.base import is_fine_tuned, load_all, simplicity
-from foundation.costs import fmt_money, monthly_cost, total_cost
+from foundation.costs import cost_rank, fmt_money, monthly_cost, total_cost
 from foundation.results import CandidateResult, Comparison, Verdict
 from foundation.stats import judge
 
@@ -71,12 +71,14 @@ def decide(candidates: list[CandidateResult], task) -> Verdict:
     if fallback:  # nothing adequate fits the constraints: say so, and pick the best that fits at all
         eligible = [c for c in candidates if not comparisons[c.name].violations] or list(candidates)
         eligible = [max(eligible, key=lambda c: c.quality.mean)]
-    cheapest = min(comparisons[c.name].total_cost_usd for c in eligible)
-    tied = [c for c in eligible if comparisons[c.name].total_cost_usd <= cheapest * (1 + COST_TIE) + 1e-9]
-    winner = min(tied, key=lambda c: (simplicity(c), comparisons[c.name].total_cost_usd, -c.quality.mean))
+    # An unpriced endpoint (NaN) ranks after every priced candidate: its cost is unknown, not zero.
+    cheapest = min(cost_rank(comparisons[c.name].total_cost_usd) for c in eligible)
+    tied = [c for c in eligible if cost_rank(comparisons[c.name].total_cost_usd) <= cheapest * (1 + COST_TIE) + 1e-9]
+    winner = min(tied, key=lambda c: (simplicity(c), cost_rank(comparisons[c.name].total_cost_usd), -c.quality.mean))
 
     # Passed-over fine-tunes that would have cost less than the winner: the verdict says so.
-    cheaper_ft = {n for n in passed_over if comparisons[n].total_cost_usd < comparisons[winner.name].total_cost_usd}
+    cheaper_ft = {n for n in passed_over
+                  if cost_rank(comparisons[n].total_cost_usd) < cost_rank(comparisons[winner.name].total_cost_usd)}
     reasons = _reasons(winner, best, candidates, comparisons, task, fallback, passed_over, cheaper_ft)
     cautions = verdict_cautions(winner, candidates, task)
     ft_wins = is_fine_tuned(winner)
@@ -152,6 +154,10 @@ def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=
                                f"({fmt_money(comparisons[c.name].total_cost_usd)} vs "
                                f"{fmt_money(comparisons[winner.name].total_cost_usd)}: a shorter prompt), but brings "
                                "no significant quality gain; hosting and retraining a custom model are not in that figure.")
+    out.extend(_across_models(winner, candidates, comparisons, cons))
+    if winner.cost_per_1k_usd != winner.cost_per_1k_usd:  # NaN: an endpoint without prices
+        out.append(f"{winner.name} is unpriced: its compare: entry gives no price_per_million_input/output, so its "
+                   "cost is unknown (not zero).")
     out.append(f"At {cons.queries_per_month:,} queries/month {winner.name} costs "
                f"{fmt_money(monthly_cost(winner.cost_per_1k_usd, cons))}/month "
                f"({fmt_money(winner.cost_per_1k_usd)} per 1,000 queries, p95 latency {winner.latency.p95_ms:.0f} ms), "
@@ -159,4 +165,23 @@ def _reasons(winner, best, candidates, comparisons, task, fallback, passed_over=
     if fallback:
         out.append("No candidate that is statistically as good as the best meets the constraints; "
                    "this is the best candidate that does. Consider relaxing the constraints.")
+    return out
+
+
+def _across_models(winner, candidates, comparisons, cons) -> list[str]:
+    """The comparison a team brings: the winner against the best candidate of each other model
+    (``compare:`` entries, or the task's model when a compared one wins), with the quality
+    difference, its p and both monthly bills."""
+    def month(c):
+        cost = monthly_cost(c.cost_per_1k_usd, cons)
+        return "is unpriced" if cost != cost else f"costs {fmt_money(cost)}/month"
+
+    out, seen = [], {winner.model}
+    for c in sorted(candidates, key=lambda c: -c.quality.mean):
+        if c.model in seen:
+            continue
+        seen.add(c.model)
+        out.append(f"Across models: {winner.name} scores {winner.quality.mean - c.quality.mean:+.3f} against {c.name} "
+                   f"(p={comparisons[c.name].p_value:.3f} that the best is not better than {c.name}); "
+                   f"{winner.name} {month(winner)}, {c.name} {month(c)} at {cons.queries_per_month:,} queries/month.")
     return out

@@ -69,8 +69,11 @@ class Baseline:
     action: str  # what to ship, in one sentence for a manager
     fine_tuned: bool = False  # trains weights: the verdict's last resort
     needs: tuple[str, ...] = ()  # baselines that must run too (FT + RAG needs rag's retriever and the pilot's settings)
+    when: Callable[[Any], bool] | None = None  # enabled by another part of the task (compare:) than baselines.<name>
 
     def enabled(self, task) -> bool:
+        if self.when is not None:
+            return self.when(task)
         return all(getattr(task.baselines, name).enabled for name in (self.name, *self.needs))
 
 
@@ -78,7 +81,7 @@ BASELINES: dict[str, Baseline] = {}
 
 
 def register_baseline(name: str, *, order: int, kind: str, headline: str, action: str, fine_tuned: bool = False,
-                      needs: tuple[str, ...] = ()):
+                      needs: tuple[str, ...] = (), when: Callable[[Any], bool] | None = None):
     """Decorator adding a baseline to ``BASELINES``; names and orders must be unique."""
 
     def wrap(fn: BaselineFn) -> BaselineFn:
@@ -88,7 +91,7 @@ def register_baseline(name: str, *, order: int, kind: str, headline: str, action
             raise ValueError(f"baseline {name!r}: order {order} is taken")
         if any(BASELINES.get(n) is None or BASELINES[n].order >= order for n in needs):
             raise ValueError(f"baseline {name!r}: what it needs ({', '.join(needs)}) must be registered and run before it")
-        BASELINES[name] = Baseline(name, fn, order, kind, headline, action, fine_tuned, tuple(needs))
+        BASELINES[name] = Baseline(name, fn, order, kind, headline, action, fine_tuned, tuple(needs), when)
         return fn
 
     return wrap

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from foundation.compare_config import CompareModel, check_compare
+
 RECORD_FORMATS = ("auto", "alpaca", "dolly", "sharegpt", "messages", "prompt_completion", "question_answer", "columns",
                   "preference", "sharegpt_preference", "openai_preference", "unpaired")
 KNOWLEDGE_CHANGE = ("never", "yearly", "quarterly", "monthly", "weekly", "daily")
@@ -198,6 +200,8 @@ class MetricConfig(Section):
     name: str = Field("exact_match", description="exact_match, token_f1, rouge_l, accuracy, contains, json, embedding_similarity.")
     labels: list[str] | None = Field(None, description="Label set for `accuracy`.")
     fields: list[str] | None = Field(None, description="Fields compared by `json` (all reference fields if unset).")
+    judge: str | None = Field(None, description="llm_judge: the compare: entry (by name) that grades answers.")
+    rubric: str | None = Field(None, description="llm_judge: the grading instructions (a default rubric if unset).")
 
     @model_validator(mode="after")
     def _fits_the_metric(self):
@@ -423,9 +427,16 @@ class TaskConfig(Section):
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    compare: list[CompareModel] = Field(default_factory=list, description=(
+        "Other models (OpenAI-compatible endpoints or local models) measured with the prompt and RAG candidates."))
 
     # Set by load_task, not by the user.
     source_path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _compare(self):
+        check_compare(self)
+        return self
 
     @property
     def base_dir(self) -> Path:

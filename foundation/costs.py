@@ -28,6 +28,12 @@ def total_cost(candidate, constraints) -> float:
     return candidate.one_off_cost_usd + monthly_cost(candidate.cost_per_1k_usd, constraints) * constraints.horizon_months
 
 
+def cost_rank(x: float) -> float:
+    """A cost to rank by: an unpriced one (NaN: an endpoint without prices) is unknown, never
+    cheaper than a priced one, and never free."""
+    return math.inf if math.isnan(x) else x
+
+
 def fmt_money(x: float | None) -> str:
     """Dollars with two significant digits below $1 (so $0.021 per 1,000 queries does not read as $0.02)."""
     if x is None or (isinstance(x, float) and math.isnan(x)):

@@ -45,10 +45,26 @@ class Generations:
     prompt_tokens: list[int]
     answer_tokens: list[int]
     seconds: float
+    replies: list | None = None  # an endpoint's replies (foundation.endpoints.Reply): usage, cache hits
 
     @property
     def throughput_qps(self) -> float:
         return len(self.texts) / self.seconds if self.seconds > 0 else 0.0
+
+
+class LocalModel:
+    """A model run in-process, behind the same interface as ``foundation.endpoints.EndpointModel``:
+    ``answer(conversations, gen)`` turns chat messages into :class:`Generations`."""
+
+    def __init__(self, name: str, model, tokenizer):
+        self.name, self.model, self.tokenizer = name, model, tokenizer
+
+    def answer(self, conversations: list[list[dict]], gen, on_batch=None, salt: str = "") -> Generations:
+        prompts = [render_prompt(self.tokenizer, m) for m in conversations]
+        return generate(self.model, self.tokenizer, prompts, gen, on_batch=on_batch)
+
+    def cost(self, replies) -> float | None:
+        return 0.0  # its compute is priced by the hour (foundation.costs), not per token
 
 
 def _generate_kwargs(tokenizer, gen) -> dict:

@@ -30,6 +30,7 @@ class CandidateRun:
     one_off_seconds: float = 0.0
     extra_seconds: float = 0.0  # batch work outside generation, e.g. retrieval for all queries
     config: TrialConfig | None = None  # the fine-tuning configuration that trained ``model``
+    model_name: str | None = None  # the compare: entry that answered (None: the task's model)
 
 
 def measure_candidate(ctx, run: CandidateRun) -> CandidateResult:
@@ -44,6 +45,7 @@ def measure_candidate(ctx, run: CandidateRun) -> CandidateResult:
         with PeakMemory(ctx.device) as mem:
             gens = generate(run.model, ctx.tokenizer, run.prompts, task.generation, on_batch=advance)
     scores, extra = candidate_scores(ctx, run, gens.texts)
+    note_judge(ctx, run.name, extra)
     run.details.update(extra)
     quality = measure_quality(task, scores)
     with ctx.progress.task(f"Timing {run.name} at batch 1", total=task.generation.latency_queries + 1) as advance:
@@ -58,7 +60,8 @@ def measure_candidate(ctx, run: CandidateRun) -> CandidateResult:
     predictions = getattr(ctx, "out_dir", ctx.run_dir) / "predictions" / f"{run.name}.jsonl"
     write_predictions(predictions, records, gens.texts, scores)
     return CandidateResult(
-        name=run.name, baseline=run.baseline, description=run.description, details=run.details,
+        name=run.name, baseline=run.baseline, model=run.model_name or ctx.task.model, description=run.description,
+        details=run.details,
         quality=quality, scores=scores, config=run.config,
         latency=Latency(p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95), mean_ms=float(np.mean(lat)), n=len(lat)),
         throughput_qps=qps,
@@ -85,7 +88,8 @@ def candidate_scores(ctx, run: CandidateRun, texts: list[str]) -> tuple[list[flo
         options = metric_options(task.metric)
         extra["format_share"] = sum(bool(metric.format_check(t, **options)) for t in texts) / max(1, len(texts))
     if not is_preference(records):
-        return score_records(task, texts, records, embedder=ctx.embedder if metric.needs_embedder else None), extra
+        return score_records(task, texts, records, embedder=ctx.embedder if metric.needs_embedder else None,
+                             report=extra), extra
     from foundation.likelihood import preference_scores
 
     scores, margins = preference_scores(run.model, ctx.tokenizer, run.prompts, records)
@@ -96,6 +100,15 @@ def candidate_scores(ctx, run: CandidateRun, texts: list[str]) -> tuple[list[flo
         extra["generation_metric"] = {"name": metric.name, "label": metric.label, "mean": q.mean,
                                       "ci_low": q.ci_low, "ci_high": q.ci_high}
     return scores, extra
+
+
+def note_judge(ctx, name: str, extra: dict) -> None:
+    """Grades the LLM judge could not read are scored 0 and said in the verdict's cautions."""
+    judge = extra.get("judge") or {}
+    if judge.get("malformed"):
+        ctx.extras.setdefault("not_measured", []).append(
+            f"{name}: {judge['malformed']} of {judge['graded']} answers got no readable grade from the judge "
+            f"{judge['judge']} after {judge['retries']} retries; they score 0 (see details.judge.malformed_examples).")
 
 
 def measure_quality(task, scores: list[float]) -> Quality:

@@ -60,6 +60,7 @@ class Metric:
     batch: Callable | None = None  # (predictions, references, embedder) -> scores, when scoring together is faster
     grades: bool = False  # scores one answer against its reference cheaply: usable as an RL reward (GRPO)
     format_check: Callable[..., bool] | None = None  # (prediction, **options) -> is it in the expected form
+    grade_records: Callable | None = None  # (task, predictions, records) -> (scores, report): needs the whole task
 
     def score_all(self, predictions: list[str], references: list[str], options: dict | None = None,
                   embedder=None) -> list[float]:
@@ -76,7 +77,8 @@ METRICS: dict[str, Metric] = {}
 
 def register_metric(name: str, *, label: str, description: str, options: tuple[str, ...] = (),
                     required: tuple[str, ...] = (), check_reference=None, check_options=None,
-                    needs_embedder: bool = False, batch=None, grades: bool = False, format_check=None):
+                    needs_embedder: bool = False, batch=None, grades: bool = False, format_check=None,
+                    grade_records=None):
     """Decorator adding a metric to the registry; checks the entry once, here."""
 
     def wrap(fn):
@@ -88,13 +90,13 @@ def register_metric(name: str, *, label: str, description: str, options: tuple[s
         if unknown:
             raise ValueError(f"metric {name!r}: unknown options {sorted(unknown)}; known: {OPTION_KEYS}")
         METRICS[name] = Metric(name, fn, label, description, tuple(options), tuple(required), check_reference,
-                               check_options, needs_embedder, batch, grades, format_check)
+                               check_options, needs_embedder, batch, grades, format_check, grade_records)
         return fn
 
     return wrap
 
 
-OPTION_KEYS = ("labels", "fields")  # the `metric:` keys besides `name` (foundation.config.MetricConfig)
+OPTION_KEYS = ("labels", "fields", "judge", "rubric")  # the `metric:` keys besides `name` (foundation.config.MetricConfig)
 
 
 def metric_options(metric_config) -> dict:
@@ -111,9 +113,19 @@ def score(task_or_metric, predictions: list[str], references: list[str], embedde
     return METRICS[config.name].score_all(predictions, references, metric_options(config), embedder)
 
 
-def score_records(task_or_metric, predictions: list[str], records, embedder=None) -> list[float]:
+def score_records(task_or_metric, predictions: list[str], records, embedder=None, report: dict | None = None) -> list[float]:
     """``score`` against each record's reference and its alternatives (other acceptable answers,
-    as SQuAD lists them): the best of them, as SQuAD scores."""
+    as SQuAD lists them): the best of them, as SQuAD scores. A metric that grades whole records
+    (the LLM judge) gets the task and adds what it has to say to ``report``."""
+    config = getattr(task_or_metric, "metric", task_or_metric)
+    metric = METRICS[config.name]
+    if metric.grade_records is not None:
+        if config is task_or_metric:
+            raise ValueError(f"metric {metric.name} grades with the whole task (its compare: models), not its metric section")
+        scores, said = metric.grade_records(task_or_metric, predictions, records)
+        if report is not None:
+            report.update(said)
+        return scores
     index, preds, refs = [], [], []
     for i, (p, r) in enumerate(zip(predictions, records)):
         for ref in (r.output, *r.alternatives):
@@ -289,3 +301,16 @@ def _embedding_batch(predictions: list[str], references: list[str], embedder) ->
                  description="cosine similarity of embedder vectors, clipped to [0, 1]")
 def embedding_similarity(pred: str, ref: str) -> float:
     raise ValueError("embedding_similarity is scored in batches with the embedder (Metric.score_all)")
+
+
+def _judge_records(task, predictions: list[str], records) -> tuple[list[float], dict]:
+    from foundation.judge import grade_records
+
+    return grade_records(task, predictions, records)
+
+
+@register_metric("llm_judge", label="LLM judge grade", options=("judge", "rubric"), required=("judge",),
+                 grade_records=_judge_records,
+                 description="a compare: model grades each answer against the reference (0-10, scaled to 0-1)")
+def llm_judge(pred: str, ref: str, judge=None, rubric=None) -> float:
+    raise ValueError("llm_judge grades whole records with the task's judge model (Metric.grade_records)")

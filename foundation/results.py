@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foundation.errors import AdviseError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Model(BaseModel):
@@ -61,6 +61,7 @@ class CandidateResult(Model):
 
     name: str
     baseline: str = Field(description="the baselines registry entry that measured it (prompt, rag, finetune)")
+    model: str = Field("", description="the model that answered: the task's `model` (or empty), or a compare: entry's name")
     description: str
     details: dict[str, Any] = Field(default_factory=dict)
     quality: Quality
@@ -70,7 +71,7 @@ class CandidateResult(Model):
     tokens: Tokens
     one_off_seconds: float = Field(0.0, description="measured set-up time: training or indexing")
     one_off_cost_usd: float = 0.0
-    cost_per_1k_usd: float
+    cost_per_1k_usd: float = Field(description="NaN when unpriced: an endpoint without prices (unknown, not free)")
     peak_memory_mb: float
     predictions_file: str
     config: TrialConfig | None = Field(None, description="the fine-tuning configuration that trained it")
@@ -233,7 +234,18 @@ def _v1_to_v2(raw: dict) -> dict:
     return raw
 
 
-MIGRATIONS = {1: _v1_to_v2}  # schema_version -> the function that lifts it one version
+def _v2_to_v3(raw: dict) -> dict:
+    """v3 names the model that answered on every candidate (``compare:`` adds other models);
+    every v2 candidate was answered by the task's own model."""
+    model = str((raw.get("task") or {}).get("model", "default"))
+    for c in raw.get("candidates") or []:
+        if isinstance(c, dict):
+            c.setdefault("model", model)
+    raw["schema_version"] = 3
+    return raw
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}  # schema_version -> the function that lifts it one version
 
 
 def load_results(run_dir: str | Path) -> Results:

@@ -35,7 +35,7 @@ def test_init_validate_run_report_on_the_tiny_model(tmp_path):
     summary = json.loads(r.stdout)
     run_dir = tmp_path / "t" / "runs" / "t"
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["schema_version"] == 2 and results["status"] == "complete"
+    assert results["schema_version"] == 3 and results["status"] == "complete"
     assert [c["name"] for c in results["candidates"]] == ["prompt-zero-shot", "prompt-few-shot", "rag", "finetune",
                                                         "finetune+rag"]
     assert results["verdict"]["recommendation"] in ("prompt", "rag", "finetune", "finetune_rag")
