@@ -227,7 +227,7 @@ class MetricConfig(Section):
 class GenerationConfig(Section):
     max_new_tokens: int = Field(32, gt=0, le=4096, description="Answer length limit in tokens.")
     do_sample: bool = Field(False, description="Greedy decoding by default, for reproducible scores.")
-    temperature: float = Field(1.0, gt=0, le=100)
+    temperature: float = Field(1.0, gt=0, le=100, description="Sampling temperature (read only with do_sample).")
     batch_size: int = Field(32, gt=0, le=1024, description="Eval batch size for throughput (batch 32 measured 8.5x one-at-a-time on CPU, bench/results/generation.json).")
     latency_queries: int = Field(16, gt=0, le=1000, description="Queries timed one at a time for latency p50/p95.")
 
@@ -245,12 +245,12 @@ class ConstraintsConfig(Section):
 
 
 class PromptBaselineConfig(Section):
-    enabled: bool = True
+    enabled: bool = Field(True, description="Measure the zero-shot and few-shot candidates.")
     few_shot_k: int = Field(3, ge=0, le=32, description="Demonstrations for the few-shot candidate (0 = zero-shot only).")
 
 
 class RagBaselineConfig(Section):
-    enabled: bool = True
+    enabled: bool = Field(True, description="Measure the RAG candidate.")
     chunk_tokens: int = Field(128, gt=8, le=8192, description="Chunk size in embedder tokens.")
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
     top_k: int = Field(3, gt=0, le=50, description="Chunks (or examples) put into the prompt.")
@@ -265,13 +265,13 @@ class RagBaselineConfig(Section):
 
 
 class FinetuneBaselineConfig(Section):
-    enabled: bool = True
+    enabled: bool = Field(True, description="Measure the pilot LoRA fine-tune.")
     max_steps: int = Field(60, gt=0, le=1_000_000, description="Upper bound on optimiser steps.")
     epochs: float = Field(3.0, gt=0, le=1000, description="Upper bound on passes over train.")
     rank: int = Field(8, gt=0, le=4096, description="LoRA rank.")
     alpha: int = Field(16, gt=0, le=65536, description="LoRA alpha.")
-    learning_rate: float = Field(1e-3, gt=0, lt=1)
-    batch_size: int = Field(8, gt=0, le=4096)
+    learning_rate: float = Field(1e-3, gt=0, lt=1, description="Peak learning rate of the pilot.")
+    batch_size: int = Field(8, gt=0, le=4096, description="Effective batch size of the pilot.")
     max_seq_length: int | None = Field(None, gt=8, le=1_048_576, description=(
         "Training tokens per record at most; unset: the longest formatted train record (up to 4096 and the "
         "model's context). Records longer than it lose the end of their answer."))
@@ -313,16 +313,16 @@ class FinetuneRagBaselineConfig(Section):
     answering with retrieval. Its training settings are baselines.finetune's; it runs when
     baselines.rag and baselines.finetune run too."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Measure the FT + RAG candidate (when rag and finetune run).")
     distractors: int = Field(1, ge=0, le=20, description=(
         "Random corpus chunks (or training examples) added to each training prompt's retrieved context."))
 
 
 class BaselinesConfig(Section):
-    prompt: PromptBaselineConfig = Field(default_factory=PromptBaselineConfig)
-    rag: RagBaselineConfig = Field(default_factory=RagBaselineConfig)
-    finetune: FinetuneBaselineConfig = Field(default_factory=FinetuneBaselineConfig)
-    finetune_rag: FinetuneRagBaselineConfig = Field(default_factory=FinetuneRagBaselineConfig)
+    prompt: PromptBaselineConfig = Field(default_factory=PromptBaselineConfig, description="Zero-shot and few-shot.")
+    rag: RagBaselineConfig = Field(default_factory=RagBaselineConfig, description="Retrieval-augmented prompts.")
+    finetune: FinetuneBaselineConfig = Field(default_factory=FinetuneBaselineConfig, description="The pilot fine-tune.")
+    finetune_rag: FinetuneRagBaselineConfig = Field(default_factory=FinetuneRagBaselineConfig, description="FT + RAG.")
 
 
     @model_validator(mode="after")
@@ -370,7 +370,7 @@ class TuneConfig(Section):
     budget_usd: float | None = Field(None, gt=0, description="Money budget of the study (training and validation time).")
     max_steps: int = Field(60, gt=0, le=1_000_000, description="Steps per trial at most (Hyperband's max resource).")
     eval_every: int = Field(10, gt=0, description="Steps between validation reports to the pruner.")
-    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    pruner: Literal["hyperband", "median", "none"] = Field("hyperband", description="Stops trials that are behind.")
     storage: str | None = Field(None, description="Optuna storage URL; default SQLite in the run dir.")
     search: dict[str, TuneSearchOverride] = Field(default_factory=dict, description="Override ranges per hyperparameter.")
     memory_budget_gb: float | None = Field(None, gt=0, description="Memory a trial may use; default what the device has.")
@@ -414,19 +414,19 @@ class TaskConfig(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=200, description="Names the run directory.")
     model: str = Field("default", description="'default' (bundled SmolLM2-135M-Instruct), a hub id or a local path.")
     embedder: str = Field("default", description="'default' (bundled all-MiniLM-L6-v2), a hub id or a local path.")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(False, description="Run the model's own code from the hub (off unless you say so).")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Splits, few-shot picks, training, bootstrap.")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    data: DataConfig
-    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
-    prompt: PromptConfig = Field(default_factory=PromptConfig)
-    metric: MetricConfig = Field(default_factory=MetricConfig)
-    generation: GenerationConfig = Field(default_factory=GenerationConfig)
-    constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig)
-    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
-    verdict: VerdictConfig = Field(default_factory=VerdictConfig)
-    tune: TuneConfig = Field(default_factory=TuneConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
+    data: DataConfig = Field(description="The train and eval records: two files, or one file to split.")
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig, description="Documents for RAG.")
+    prompt: PromptConfig = Field(default_factory=PromptConfig, description="The system prompt and templates.")
+    metric: MetricConfig = Field(default_factory=MetricConfig, description="How an answer is scored.")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding and timing.")
+    constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig, description="What the verdict weighs.")
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig, description="The candidates measured.")
+    verdict: VerdictConfig = Field(default_factory=VerdictConfig, description="The statistics of the rule.")
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="The study when fine-tuning wins.")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs are written.")
     compare: list[CompareModel] = Field(default_factory=list, description=(
         "Other models (OpenAI-compatible endpoints or local models) measured with the prompt and RAG candidates."))
 

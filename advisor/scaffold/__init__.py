@@ -6,7 +6,7 @@ from pathlib import Path
 from foundation.errors import AdviseError
 
 _HERE = Path(__file__).parent
-FILES = ("task.yaml", "data/train.jsonl", "data/eval.jsonl", "docs/handbook.md")
+FILES = ("task.yaml", "data/train.jsonl", "data/eval.jsonl", "docs/handbook.md", "task.schema.json")
 
 
 def write_scaffold(folder: Path) -> list[Path]:
@@ -18,7 +18,12 @@ def write_scaffold(folder: Path) -> list[Path]:
     for name in FILES:
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = (_HERE / name.replace("task.yaml", "task.yaml.txt")).read_text(encoding="utf-8")
+        if name == "task.schema.json":  # what the task.yaml's first line names, for editors
+            from advisor.schema import schema_text
+
+            text = schema_text()
+        else:
+            text = (_HERE / name.replace("task.yaml", "task.yaml.txt")).read_text(encoding="utf-8")
         if name == "task.yaml":
             text = text.replace("name: my-task", f"name: {_safe_name(folder)}")
         target.write_text(text, encoding="utf-8")
