@@ -1,6 +1,6 @@
 """The verdict: which candidate to ship, decided from the measurements.
 
-The rule (README.md, "The verdict rule"):
+The rule (docs/verdict.md; in short in README.md):
 
 1. Every candidate is scored per example on the same eval split, so comparisons are paired.
 2. Best = highest mean quality. A candidate is *adequate* unless a paired bootstrap shows it

@@ -1,5 +1,5 @@
 """Acceptance: each example task reaches its verdict on the bundled defaults, with the rule in
-README.md, and the winner's margin and CI are what the verdict claims."""
+docs/verdict.md, and the winner's margin and CI are what the verdict claims."""
 import json
 import shutil
 
@@ -25,7 +25,7 @@ def test_example_reaches_its_verdict(tmp_path, name):
 
 
 def check_verdict(name: str, folder) -> None:
-    """The verdict of the run in ``folder`` against EXPECTED[name] and the rule in README.md."""
+    """The verdict of the run in ``folder`` against EXPECTED[name] and the rule in docs/verdict.md."""
     results = json.loads((load_task(folder / "task.yaml").run_dir / "results.json").read_text())
     verdict = results["verdict"]
     cands = {c["name"]: c for c in results["candidates"]}
@@ -59,7 +59,7 @@ def check_verdict(name: str, folder) -> None:
         assert winner["quality"]["mean"] >= best["quality"]["mean"] - max(0.02, w["diff_ci_high"])
         for other, c in cmp.items():
             # Every prompt or RAG option that costs clearly less is not adequate (fine-tuning is
-            # the last resort: it may cost less and still lose, see the rule in README.md).
+            # the last resort: it may cost less and still lose, see the rule in docs/verdict.md).
             if not fine_tuned(other) and c["total_cost_usd"] < w["total_cost_usd"] * 0.75:
                 assert not c["adequate"] or c["violations"], other
     if name == "manual-qa":
