@@ -32,10 +32,11 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _within(lo: float, hi: float):
-    """An option's check, as task keys have theirs: a finite number from ``lo`` to ``hi`` (None: its default)."""
-    def check(value):
+    """An option's check, as task keys have theirs: a finite number from ``lo`` to ``hi`` (None: its
+    default). The error is the usual one line, ``error: --flag: message``."""
+    def check(ctx, param, value):
         if value is not None and not (math.isfinite(value) and lo <= value <= hi):
-            raise typer.BadParameter(f"must be a number from {lo:g} to {hi:g}, got {value}")
+            raise AdviseError(f"must be a number from {lo:g} to {hi:g}, got {value}", where=param.opts[0])
         return value
     return check
 
@@ -83,7 +84,7 @@ def run(task_file: Path = typer.Argument(..., help="task.yaml to run."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables."),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
         no_tune: bool = typer.Option(False, "--no-tune", help="Stop after the verdict even if fine-tuning wins."),
-        seeds: int = typer.Option(1, "--seeds", min=1, max=20,
+        seeds: int = typer.Option(1, "--seeds", callback=_within(1, 20),
                                   help="Repeat the measurement with this many seeds and say whether the verdict is stable.")):
     """Measure prompt-only, RAG and a pilot fine-tune; give the verdict; tune if fine-tuning wins."""
     from advisor.pipeline import run_task
@@ -229,7 +230,7 @@ def submit(task_file: Path = typer.Argument(..., help="task.yaml; its folder is 
            token: Optional[str] = typer.Option(None, "--token", envvar="ADVISE_TOKEN", help="A submit token."),
            mode: str = typer.Option("run", "--mode", help="run (advise run) or tune (advise tune)."),
            no_tune: bool = typer.Option(False, "--no-tune", help="Stop after the verdict even if fine-tuning wins."),
-           workers: int = typer.Option(1, "--workers", min=1, max=16, help="Workers sharing the study."),
+           workers: int = typer.Option(1, "--workers", callback=_within(1, 16), help="Workers sharing the study."),
            json_out: bool = typer.Option(False, "--json", help="Print the run as JSON on stdout.")):
     """Submit a task to an `advise serve` and, with --wait, follow it to its verdict."""
     import json

@@ -26,7 +26,7 @@ from reports.format import fmt_money, fmt_quality
 from service import lifecycle
 from service.auth import FILE_CSP, require_read, require_submit
 from service.store import TERMINAL
-from service.uploads import UploadError, check_upload, find_task, make_bundle, save_files
+from service.uploads import UploadError, check_upload, find_task, make_bundle, relative_text, save_files
 
 router = APIRouter(prefix="/api")
 POLL_S = 0.5
@@ -141,7 +141,7 @@ def submit_upload(state, files: list[tuple[str, Any]], *, task: str | None, mode
         bundle_id = store.add_bundle(content, sha)
         run_id = store.create_run(name=t.name, mode=mode, submitter=submitter[:100], bundle_id=bundle_id,
                                   task_path=task_rel, tune=tune, workers=workers,
-                                  warnings=json.dumps(upload.checked.warnings))
+                                  warnings=json.dumps([relative_text(w, root) for w in upload.checked.warnings]))
         store.update_run(run_id, study_name=lifecycle.study_name(run_id, t.name))
         try:
             lifecycle.start_run(store, state.queue, run_id)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +18,10 @@ import anyio
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from service import api, lifecycle, pages
+from foundation.errors import AdviseError, first_line
+from service import api, docs, lifecycle, pages
 from service.auth import guard
+from service.redaction import install as install_redaction, redact_logs
 from service.queue import Queue, make_consumer
 from service.settings import Settings, check_bind, check_urls
 from service.store import Store
@@ -84,17 +88,48 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="advise", version=__version__, lifespan=_lifespan,
                   description="Submit tasks, follow runs and sweeps, read verdicts and reports. "
                               "Authenticate with `Authorization: Bearer <token>` when the server has tokens.",
-                  openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
+                  openapi_url=None, docs_url=None, redoc_url=None,  # service.docs: both behind the tokens
                   max_body_size=int(settings.limits.upload_mb * 2**20),
                   form_limits={"max_files": settings.limits.files + 1, "max_fields": 50, "max_part_size": 1 << 20})
     app.state.settings = settings
-    app.state.store = Store(settings.db_url)
+    app.state.store = open_store(settings)
     app.state.queue = Queue(settings)
     app.middleware("http")(guard)
+    install_redaction(app)
     app.include_router(api.router)
+    app.include_router(docs.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
+
+
+def open_store(settings: Settings) -> Store:
+    """The state's database, or a one-line error naming --db when it cannot be reached or opened."""
+    import sqlalchemy as sa
+
+    try:
+        return Store(settings.db_url)
+    except sa.exc.SQLAlchemyError as e:
+        reason = first_line(getattr(e, "orig", None) or e)
+        raise AdviseError(f"cannot open the database: {reason}", where="--db") from None
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts: a port in use is a one-line error."""
+    try:
+        family = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as e:
+        raise AdviseError(f"cannot listen on {host}: {e.strerror}", where="--host") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError as e:
+        sock.close()
+        flag = "--host" if e.errno == errno.EADDRNOTAVAIL else "--port"
+        why = "the address is already in use (another server?)" if e.errno == errno.EADDRINUSE else e.strerror
+        raise AdviseError(f"cannot listen on {host}:{port}: {why}", where=flag) from None
+    return sock
 
 
 def serve(settings: Settings) -> None:
@@ -102,12 +137,15 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     check_bind(settings)
-    app = create_app(settings)
+    app = create_app(settings)  # an unreachable --db is an error before the port is taken
+    sock = listen(settings.host, settings.port)
     where = "embedded (SQLite)" if settings.db is None else "shared database"
     print(f"advise serve: http://{_url_host(settings.host)}:{settings.port}  state: {where}, data: {settings.data_dir}, "
           f"local workers: {settings.local_workers}{', tokens required' if settings.tokens else ''}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=5,
-                proxy_headers=False)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            timeout_graceful_shutdown=5, proxy_headers=False)  # sets up uvicorn's log handlers
+    redact_logs("uvicorn", "uvicorn.error", "uvicorn.access", "advise")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _url_host(host: str) -> str:
@@ -120,7 +158,8 @@ def work(settings: Settings, workers: int = 1) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("huey").setLevel(logging.WARNING)
-    store, queue = Store(settings.db_url), Queue(settings)
+    redact_logs()
+    store, queue = open_store(settings), Queue(settings)
     ctx = WorkerContext(settings, store, queue)
     queue.runner = lambda job_id: run_job(ctx, job_id)
     lifecycle.reap(store, queue)

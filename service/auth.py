@@ -92,8 +92,7 @@ async def guard(request: Request, call_next):
     response = await call_next(request)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
-    if is_page or path.startswith(("/api/docs", "/api/redoc")):
+    if is_page or path == "/api/docs":  # the API's page (service.docs) is a page like the others
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if not path.startswith(("/api/docs", "/api/redoc")):
-            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
     return response

@@ -6,20 +6,51 @@ exits 0 when the run completes (1 when it fails or is cancelled).
 """
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 import zipfile
 from pathlib import Path
 
 from foundation.errors import AdviseError
+from foundation.secrets import clean_secret, redact
 
 SKIP_DIRS = {".git", ".venv", "__pycache__", ".ipynb_checkpoints", "node_modules"}
+# Seconds a socket may wait (to connect, or between two reads). The event stream sends a keep-alive
+# comment every 15 s, so a minute of silence is a dead connection, picked up again by follow().
+TIMEOUT_S = 120
+STREAM_TIMEOUT_S = 60
+
+
+def check_server(server: str) -> str:
+    """The server's base URL, checked before anything connects: http or https, a host, a valid port.
+
+    >>> check_server(" http://127.0.0.1:8000/ ")
+    'http://127.0.0.1:8000'
+    """
+    url = server.strip()
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (a port that is not a number, or out of range, raises here)
+    except ValueError as e:
+        raise AdviseError(f"not a URL ({e})", where="--server") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise AdviseError(f"expected http://host:port or https://host, got {redact(url)!r}", where="--server")
+    if any(not 32 < ord(c) < 127 for c in url):
+        raise AdviseError("the URL holds a space, a control or a non-ASCII character", where="--server")
+    return url.rstrip("/")
+
+
+def check_token(token: str | None) -> str | None:
+    """The --token (or $ADVISE_TOKEN) stripped of surrounding whitespace; refused, unquoted, when unusable."""
+    return None if token is None else clean_secret(token, where="--token")
 
 
 def zip_task_folder(task_file: Path) -> tuple[bytes, str]:
@@ -55,10 +86,10 @@ def _multipart(fields: dict[str, str], filename: str, content: bytes) -> tuple[b
 
 
 def _request(url: str, token: str | None, *, data: bytes | None = None, content_type: str | None = None,
-             accept: str = "application/json", timeout: float = 600):
+             accept: str = "application/json", timeout: float = TIMEOUT_S):
     headers = {"Accept": accept}
     if token:
-        headers["Authorization"] = f"Bearer {token}"
+        headers["Authorization"] = f"Bearer {check_token(token)}"
     if content_type:
         headers["Content-Type"] = content_type
     req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
@@ -74,6 +105,8 @@ def _request(url: str, token: str | None, *, data: bytes | None = None, content_
         raise AdviseError(f"the server answered {e.code}: {detail or e.reason}", where="--server") from None
     except urllib.error.URLError as e:
         raise AdviseError(f"cannot reach {url}: {e.reason}", where="--server") from None
+    except (OSError, http.client.HTTPException) as e:  # a timeout, a connection reset, not HTTP at all
+        raise AdviseError(f"cannot reach {url}: {type(e).__name__}: {e}", where="--server") from None
 
 
 def submit(task_file: Path, server: str, *, token: str | None = None, mode: str = "run", tune: bool = True,
@@ -106,7 +139,7 @@ def follow(server: str, run_id: int, token: str | None, echo, reconnects: int = 
 def _read_stream(url: str, run_id: int, token: str | None, echo, state: dict) -> bool:
     """One connection to a run's event stream; True once the run has ended."""
     event = None
-    with _request(url, token, accept="text/event-stream", timeout=3600) as stream:
+    with _request(url, token, accept="text/event-stream", timeout=STREAM_TIMEOUT_S) as stream:
         for raw in stream:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if line.startswith("event:"):
@@ -142,4 +175,4 @@ def print_outcome(run: dict, server: str, echo=print) -> int:
 
 
 def stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(redact(message), file=sys.stderr, flush=True)

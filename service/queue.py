@@ -35,7 +35,8 @@ def make_huey(settings):
         path = (settings.data_dir / "queue.db") if settings.queue is None else settings.queue[len("sqlite:///"):]
         return SqliteHuey(name="advise", filename=str(path), results=False, utc=True)
     url, name = split_queue_url(settings.queue)
-    return RedisHuey(name=name, url=url, results=False, utc=True, read_timeout=1)
+    return RedisHuey(name=name, url=url, results=False, utc=True, read_timeout=1,
+                     socket_connect_timeout=10, socket_timeout=30)  # a Redis that does not answer: an error, not a hang
 
 
 class Queue:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 import os
 import socket
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from foundation.errors import AdviseError
+from foundation.secrets import clean_secret, redact, remember
 
 ROLES = ("read", "submit")
 
@@ -89,24 +92,42 @@ def is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
 
 
-def read_tokens(path: Path) -> list[Token]:
-    """A tokens file: one ``<role> <name> <token>`` per line (role ``read`` or ``submit``), ``#`` comments."""
-    shown = str(path)
+def _read_regular(path: Path, shown: str, limit: int = 1 << 20) -> str:
+    """A small regular file's text: a named pipe or a device would block the read (or never end)."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise AdviseError("is a folder, not a tokens file", file=shown)
+        if not stat.S_ISREG(info.st_mode):
+            raise AdviseError("is not a regular file (a named pipe or a device); give a file", file=shown)
+        if info.st_size > limit:
+            raise AdviseError(f"is {info.st_size} bytes; a tokens file is at most {limit} bytes", file=shown)
+        with open(path, "rb") as f:
+            return f.read(limit + 1).decode("utf-8")
     except OSError as e:
-        raise AdviseError(f"cannot read the tokens file: {e.strerror}", file=shown) from None
+        raise AdviseError(f"cannot read the tokens file: {(e.strerror or str(e)).lower()}", file=shown) from None
+    except UnicodeDecodeError:
+        raise AdviseError("is not UTF-8 text", file=shown) from None
+
+
+def read_tokens(path: Path) -> list[Token]:
+    """A tokens file: one ``<role> <name> <token>`` per line (role ``read`` or ``submit``), ``#`` comments.
+    Errors name the line, never the token (nor a field that may be one, in the wrong place)."""
+    shown = str(path)
+    lines = _read_regular(path, shown).splitlines()
     tokens = []
     for n, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         parts = line.split()
-        if len(parts) != 3:
-            raise AdviseError("expected `<role> <name> <token>`", file=shown, where=n)
-        role, name, secret = parts
-        if role not in ROLES:
-            raise AdviseError(f"unknown role {role!r}; use read or submit", file=shown, where=n)
+        if len(parts) != 3 or parts[0] not in ROLES:
+            for part in parts:  # a token in the wrong field is still a token
+                remember(part if len(part) >= 16 else None)
+            if len(parts) != 3:
+                raise AdviseError(f"expected `<role> <name> <token>`, found {len(parts)} fields", file=shown, where=n)
+            raise AdviseError("the first field is not a role; use read or submit", file=shown, where=n)
+        role, name, secret = parts[0], parts[1], clean_secret(parts[2], where=n, file=shown)
         if len(secret) < 16:
             raise AdviseError("the token is shorter than 16 characters", file=shown, where=n)
         tokens.append(Token(name=name, role=role, secret=secret))
@@ -117,6 +138,7 @@ def read_tokens(path: Path) -> list[Token]:
 
 def find_token(tokens: list[Token], presented: str | None) -> Token | None:
     """The token matching ``presented`` (compared in constant time), or None."""
+    presented = (presented or "").strip()
     if not presented:
         return None
     found = None
@@ -137,11 +159,23 @@ def check_bind(settings: Settings) -> None:
 def check_urls(settings: Settings) -> None:
     """One-line errors for a --db or --queue this service cannot use, before anything starts."""
     if settings.db is not None and not settings.db.startswith(("postgresql://", "postgresql+", "sqlite:///")):
-        raise AdviseError(f"expected postgresql://user@host/db or sqlite:///path, got {settings.db!r}", where="--db")
+        raise AdviseError(f"expected postgresql://user@host/db or sqlite:///path, got {redact(repr(settings.db))}",
+                          where="--db")
     if settings.queue is not None and not settings.queue.startswith(("redis://", "rediss://", "sqlite:///")):
-        raise AdviseError(f"expected redis://host:port/db or sqlite:///path, got {settings.queue!r}", where="--queue")
-    if settings.heartbeat_s <= 0:
-        raise AdviseError("must be positive", where="--heartbeat")
+        raise AdviseError(f"expected redis://host:port/db or sqlite:///path, got {redact(repr(settings.queue))}",
+                          where="--queue")
+    _check_number(settings.heartbeat_s, "--heartbeat", 0.1, 3600)
+    _check_number(settings.port, "--port", 1, 65535)
+    if settings.dashboard_port is not None:
+        _check_number(settings.dashboard_port, "--dashboard-port", 1, 65535)
+        if settings.dashboard_port == settings.port:
+            raise AdviseError(f"is also --port {settings.port}; give another port", where="--dashboard-port")
+
+
+def _check_number(value: float, flag: str, lo: float, hi: float) -> None:
+    """The CLI checks its options first; this keeps Settings made in code (tests, scripts) to the same ranges."""
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise AdviseError(f"must be a number from {lo:g} to {hi:g}, got {value}", where=flag)
 
 
 def make_settings(*, data_dir: Path | None = None, db: str | None = None, queue: str | None = None,
@@ -149,8 +183,7 @@ def make_settings(*, data_dir: Path | None = None, db: str | None = None, queue:
     """Settings from the command line's options (None: the default)."""
     limits = Limits()
     if upload_mb is not None:
-        if upload_mb <= 0:
-            raise AdviseError("must be positive", where="--max-upload-mb")
+        _check_number(upload_mb, "--max-upload-mb", 0.01, 100_000)
         limits.upload_mb = upload_mb
     settings = Settings(data_dir=Path(data_dir) if data_dir else default_data_dir(), db=db, queue=queue,
                         tokens=read_tokens(tokens) if tokens else [], limits=limits,

@@ -113,7 +113,8 @@ def make_engine(url: str) -> sa.Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # a database that does not answer is an error after 10 s, not a hang (psycopg and psycopg2 both take it)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args={"connect_timeout": 10})
 
 
 class Store:

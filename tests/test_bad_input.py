@@ -26,7 +26,7 @@ FOLDERS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir() and not p.name.s
 ADVISE = [sys.executable, "-m", "advisor.cli"]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 CASE_KEYS = {"about", "file", "where", "message", "arg", "command", "chmod", "needs_non_root", "xfail", "fifo",
-             "symlink", "needs_no_cuda", "results_json", "files"}
+             "symlink", "needs_no_cuda", "results_json", "files", "secret"}
 
 # One case per code path that can print the error line, run as a real process: a stray warning
 # or log line on stderr from any library on that path would break the one-line contract.
@@ -144,10 +144,19 @@ def _check(case: dict, folder: Path, proc: subprocess.CompletedProcess) -> None:
     assert "ok" not in proc.stdout.split(), shown
     line = lines[0]
     assert line.startswith("error: "), f"not an error line: {line!r}"
-    file_shown, sep, rest = line[len("error: "):].partition(": ")
-    assert sep, f"no file in {line!r}"
-    wanted = [(folder / f).resolve() for f in _as_list(case["file"])]
-    assert (folder / file_shown).resolve() in wanted, f"names {file_shown!r}, expected {case['file']!r}: {line!r}"
+    if "secret" in case:  # a token or password in the input: in no output, in no file the command wrote
+        planted = {p.relative_to(CORPUS / folder.name) for p in (CORPUS / folder.name).rglob("*")}
+        planted |= {Path(rel) for rel in case.get("files", {})}
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.is_symlink() and path.relative_to(folder) not in planted:
+                assert case["secret"] not in path.read_text(errors="replace"), f"the secret is in {path}"
+        assert case["secret"] not in proc.stdout + proc.stderr, shown
+    rest = line[len("error: "):]
+    if "file" in case:  # a flag's error names the flag (`where`) first, with no file
+        file_shown, sep, rest = rest.partition(": ")
+        assert sep, f"no file in {line!r}"
+        wanted = [(folder / f).resolve() for f in _as_list(case["file"])]
+        assert (folder / file_shown).resolve() in wanted, f"names {file_shown!r}, expected {case['file']!r}: {line!r}"
     message = rest
     if "where" in case:
         found = [w for w in _as_list(case["where"]) if rest.startswith(f"{w}: ")]
@@ -161,7 +170,8 @@ def test_every_folder_has_a_case_and_every_case_a_folder():
     assert sorted(set(CASES) - set(FOLDERS)) == [], "cases.yaml entries without a folder"
     assert set(PROCESS_SAMPLE) <= set(CASES)
     for name, case in CASES.items():
-        assert {"about", "file", "message"} <= set(case), f"{name}: about, file and message are required"
+        assert {"about", "message"} <= set(case), f"{name}: about and message are required"
+        assert "file" in case or str(case.get("where", "")).startswith("--"), f"{name}: file (or a --flag where)"
         assert not set(case) - CASE_KEYS, f"{name}: unknown keys {sorted(set(case) - CASE_KEYS)} in cases.yaml"
 
 
