@@ -13,7 +13,7 @@ from pathlib import Path
 
 from foundation.config import TaskConfig
 from foundation.errors import AdviseError, first_line
-from foundation.paths import display_path
+from foundation.paths import check_run_outputs, display_path
 from foundation.taskfile import load_task as read_task
 
 
@@ -79,6 +79,7 @@ def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True, 
     if leak:
         checked.warnings.append(f"{leak} eval records also appear in train (leakage); scores will be optimistic")
     _with_file(shown, _check_device, task)
+    check_run_outputs(task.run_dir, task_file=shown, where="output.dir")
     if keys and task.compare:  # every compare: endpoint's API key is in the environment
         from foundation.endpoints import check_endpoints
 

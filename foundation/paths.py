@@ -135,3 +135,49 @@ def check_writable_dir(path: Path, *, task_file: str, where: str) -> None:
                           "so the run folder cannot be made there", file=task_file, where=where)
     if not os.access(probe, os.W_OK | os.X_OK):
         raise AdviseError(f"cannot write to {display_path(probe)}: permission denied", file=task_file, where=where)
+
+
+# What a run writes in runs/<name>/: files replaced or rewritten, and folders it fills.
+RUN_FILES = ("results.json", "results.prev.json", "report.html", "study.db", "study.db.prev", "trials.csv",
+             ".advise.lock", "rag/meta.json", "rag/index.faiss", "judge/grades.jsonl")
+RUN_FOLDERS = ("adapters", "predictions", "rag", "judge", "endpoints", "seeds")
+FILES_IN = {"predictions": ".jsonl"}  # every <name>.jsonl in predictions/ is a candidate's answers
+FOLDERS_IN = ("adapters",)  # every entry in adapters/ is a saved adapter or model (a folder)
+
+
+def check_run_outputs(run_dir: Path, *, task_file: str, where: str) -> None:
+    """Every path a run will write in ``run_dir`` that already exists is of the kind the run writes
+    there (a file or a folder) and can be written: caught before any work, not after it, when
+    saving would fail. A path that does not exist yet is made in ``run_dir`` (``check_writable_dir``)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    wanted = {rel: False for rel in RUN_FILES} | {rel: True for rel in RUN_FOLDERS}
+    for folder, suffix in FILES_IN.items():
+        wanted |= {f"{folder}/{p.name}": False for p in _entries(run_dir / folder) if p.name.endswith(suffix)}
+    for folder in FOLDERS_IN:
+        wanted |= {f"{folder}/{p.name}": True for p in _entries(run_dir / folder) if not p.name.startswith(".")}
+    for rel, is_folder in wanted.items():
+        _check_output(run_dir / rel, is_folder, task_file=task_file, where=where)
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+    except OSError:
+        return []
+
+
+def _check_output(path: Path, is_folder: bool, *, task_file: str, where: str) -> None:
+    shown = display_path(path)
+    st = _stat(path, shown, where)
+    if st is None:
+        return
+    if is_folder and not stat.S_ISDIR(st.st_mode):
+        raise AdviseError(f"{shown} is {file_kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else 'a file'}, but a run "
+                          "writes a folder there; move it out of the way", file=task_file, where=where)
+    if not is_folder and not stat.S_ISREG(st.st_mode):
+        raise AdviseError(f"{shown} is {file_kind(st.st_mode)}, but a run writes a file there; move it out of the way",
+                          file=task_file, where=where)
+    if not os.access(path, os.W_OK | (os.X_OK if is_folder else 0)):
+        raise AdviseError(f"cannot write to {shown}: permission denied", file=task_file, where=where)

@@ -211,6 +211,8 @@ def save_results(results: Results, run_dir: Path) -> Path:
     try:
         tmp.write_text(results.model_dump_json(indent=2), encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as e:  # the user's path in the message, never the temporary file's
+        raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -58,6 +58,11 @@ def write_html(results: Results, run_dir: str | Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "report.html"
     tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:  # the user's path in the message, never the temporary file's
+        if tmp.is_file():
+            tmp.unlink()
+        raise OSError(e.errno, e.strerror, str(path)) from None
     return path

@@ -80,13 +80,17 @@ def save_trained(method, model, out: Path, init_dir=None) -> None:
 def save_trial(out: Path, method, model, init_dir, record: TrialRecord, tokenizer) -> None:
     """Save a trained trial to ``out`` atomically: a crash never leaves half an adapter there."""
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_trained(method, model, tmp, init_dir)
-    if method.full_model:
-        tokenizer.save_pretrained(tmp)
-    (tmp / RECORD_FILE).write_text(record.model_dump_json(indent=2), encoding="utf-8")
-    replace_dir(tmp, out)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_trained(method, model, tmp, init_dir)
+        if method.full_model:
+            tokenizer.save_pretrained(tmp)
+        (tmp / RECORD_FILE).write_text(record.model_dump_json(indent=2), encoding="utf-8")
+        replace_dir(tmp, out)
+    except OSError as e:  # the user's path in the message, never the temporary folder's
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(e.errno, e.strerror, str(out)) from None
 
 
 def replace_dir(src: Path, dst: Path) -> None:
