@@ -86,11 +86,15 @@ def search_keys() -> dict[str, dict]:
     from tuner.objectives import OBJECTIVES
     from tuner.space import CATALOGUE, SHARED
 
+    owners = (*METHODS.values(), *OBJECTIVES.values())
     plain = {hp.name: hp for hp in (*CATALOGUE.values(), *SHARED)}
-    keys = {name: {"description": f"{plain[name].help}; every method that takes it, each within its own range"}
-            for name in HYPERPARAMETERS}
+    for owner in owners:  # an objective's name (beta) also stands for every objective that takes it
+        plain.update({hp.name: hp for hp in owner.hyperparameters if hp.name not in plain})
+    names = dict.fromkeys((*HYPERPARAMETERS, *plain))
+    keys = {name: {"description": f"{plain[name].help or name}; every method or objective that takes it, each "
+                                  "within its own range"} for name in names}
     keys.update({hp.name: _search_key(hp) for hp in SHARED})
-    for owner in (*METHODS.values(), *OBJECTIVES.values()):
+    for owner in owners:
         keys.update({f"{owner.name}.{hp.name}": _search_key(hp) for hp in owner.hyperparameters})
     return keys
 

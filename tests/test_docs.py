@@ -89,6 +89,7 @@ MISTAKES = [
     ({"top_k": 0}, "baselines.rag", "baselines.rag.top_k"),
     ({"name": "bleu"}, "metric", "metric: unknown metric 'bleu'"),
     ({"methods": ["loar"]}, "tune", "tune.methods"),
+    ({"lora.beta": {"low": 0.1}}, "tune.search", "tune.search.lora.beta"),
     ({"knowledge_changes": "hourly"}, "constraints", "constraints.knowledge_changes"),
 ]
 
@@ -106,6 +107,14 @@ def test_the_schema_and_advise_refuse_the_same_mistake(tmp_path, change, section
     with pytest.raises(AdviseError) as caught:
         load_task(path)
     assert key in caught.value.one_line()
+
+
+def test_the_schema_and_advise_accept_the_same_search_keys(tmp_path):
+    path = write_task(tmp_path / "t", extra="tune:\n  search:\n    beta: {low: 0.05, high: 0.2}\n"
+                      "    dpo.beta: {low: 0.05}\n    lora.rank: {choices: [8, 16]}\n    learning_rate: {high: 0.001}\n")
+    task = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert list(_validator().iter_errors(task)) == []
+    assert set(load_task(path).tune.search) == {"beta", "dpo.beta", "lora.rank", "learning_rate"}
 
 
 def test_advise_schema_prints_the_schema_and_the_reference():
