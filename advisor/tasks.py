@@ -57,10 +57,15 @@ class CheckedTask:
                 f"corpus documents {len(self.corpus)}, metric {self.task.metric.name}")
 
 
-def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True, keys: bool = True) -> CheckedTask:
+def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True,
+               run_model_code: bool = True, keys: bool | None = None) -> CheckedTask:
     """``load_task`` (unless given a loaded task), then the data, the splits, the corpus, the
     device, and (with ``training``) what fine-tuning needs: the model's layers that
-    ``target_modules`` names and the training records' token lengths. No weights are loaded."""
+    ``target_modules`` names and the training records' token lengths. No weights are loaded.
+    Without ``run_model_code`` (the service checking an upload) a model's own code is never
+    imported: a task that trusts it has its model checks left to the worker that runs it.
+    With ``keys`` (default: as ``run_model_code``) every ``compare:`` endpoint's API key must be in
+    the environment; the service's web process checks without, the keys live in the worker's."""
     from foundation.corpus import load_corpus
     from foundation.data import load_splits
 
@@ -80,13 +85,16 @@ def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True, 
         checked.warnings.append(f"{leak} eval records also appear in train (leakage); scores will be optimistic")
     _with_file(shown, _check_device, task)
     check_run_outputs(task.run_dir, task_file=shown, where="output.dir")
-    if keys and task.compare:  # every compare: endpoint's API key is in the environment
+    _with_file(shown, _check_validation, task, splits)
+    if (run_model_code if keys is None else keys) and task.compare:
         from foundation.endpoints import check_endpoints
 
         checked.warnings.extend(_with_file(shown, check_endpoints, task))
-    _with_file(shown, _check_validation, task, splits)
     _with_file(shown, _check_objectives, task, splits, corpus)
-    if training:
+    if training and task.trust_remote_code and not run_model_code:
+        checked.warnings.append("trust_remote_code: the model's own code is not run while the task is checked; its "
+                                "layers and token lengths are checked when the run starts")
+    elif training:
         checked.training = _with_file(shown, _check_training, task, splits, checked.warnings)
     return checked
 
