@@ -1,0 +1,101 @@
+"""``compare:`` end to end against a REAL OpenAI-compatible server: ``transformers serve`` on
+loopback serving the tiny test model, through the real ``openai`` client (no mock of either).
+
+One run of ``advise run`` measures the task's own candidates and the endpoint's, prices the
+tokens the server reported, and writes no file that holds the API key."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import write_task
+from endpoint_servers import TransformersServe, save_tiny_model
+
+KEY = "sk-live-PLANTED-c0ffee0123456789"
+PRICE_IN, PRICE_OUT = 0.4, 1.6
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = save_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+    serve = TransformersServe(folder, tmp_path_factory.mktemp("serve") / "serve.log")
+    try:
+        yield serve.wait()
+    finally:
+        serve.stop()
+
+
+def compare_task(folder, server, extra: str = ""):
+    task = write_task(folder, extra=f"""
+compare:
+  - name: srv
+    model: {server.folder}
+    base_url: {server.url}
+    api_key_env: ADVISE_TEST_KEY
+    price_per_million_input: {PRICE_IN}
+    price_per_million_output: {PRICE_OUT}
+    concurrency: 3
+{extra}""")
+    text = task.read_text().replace("finetune: {max_steps: 3", "finetune: {enabled: false, max_steps: 3")
+    task.write_text(text.replace("latency_queries: 3", "latency_queries: 2"))
+    return task
+
+
+def test_endpoint_candidates_are_paired_priced_as_billed_and_keep_the_key_out(tmp_path, server):
+    task = compare_task(tmp_path / "t", server)
+    env = {**os.environ, "ADVISE_TEST_KEY": KEY, "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-m", "advisor.cli", "run", str(task), "--no-tune"], capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run_dir = tmp_path / "t" / "runs" / "tiny-task"
+    results = json.loads((run_dir / "results.json").read_text())
+    by_name = {c["name"]: c for c in results["candidates"]}
+    assert {"prompt-zero-shot@srv", "prompt-few-shot@srv", "rag@srv"} <= set(by_name)
+    n = len(by_name["rag"]["scores"])
+    for name in ("prompt-zero-shot@srv", "prompt-few-shot@srv", "rag@srv"):
+        c = by_name[name]
+        usage = c["details"]["usage"]
+        assert c["model"] == "srv" and len(c["scores"]) == n  # paired: the same eval examples
+        assert usage["reported"] == usage["requests"] == n and usage["prompt_tokens"] > 0
+        billed = (usage["prompt_tokens"] * PRICE_IN + usage["completion_tokens"] * PRICE_OUT) / 1e6
+        assert c["cost_per_1k_usd"] == pytest.approx(billed / n * 1000)
+        assert c["latency"]["n"] == 2 and c["latency"]["p95_ms"] >= c["latency"]["p50_ms"] > 0
+        assert c["throughput_qps"] > 0 and c["details"]["throughput_source"] == "measured"
+    # RAG on the endpoint got the same retrieved context as RAG on the task's model: longer prompts.
+    assert by_name["rag@srv"]["tokens"]["prompt_mean"] > by_name["prompt-zero-shot@srv"]["tokens"]["prompt_mean"]
+    assert by_name["rag"]["model"] == "tiny-random"
+    verdict = results["verdict"]
+    assert {c["candidate"] for c in verdict["comparisons"]} == set(by_name)
+    assert any(line.startswith("Across models:") for line in verdict["reasons"])
+    assert "rag@srv" in (run_dir / "report.html").read_text() and "rag@srv" in r.stdout
+    # The planted key is nowhere the run wrote: results, predictions, caches, report, terminal.
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "srv.answers.jsonl" for p in written)
+    for p in written:
+        assert KEY.encode() not in p.read_bytes(), p
+    assert KEY not in r.stdout + r.stderr
+
+
+def test_the_judge_grades_with_the_real_server_and_reports_what_it_could_not_read(tmp_path, server, monkeypatch):
+    from foundation.compare_config import CompareModel
+    from foundation.judge import grade_records
+    from foundation.records import Record
+
+    monkeypatch.setenv("ADVISE_TEST_KEY", KEY)
+    task = SimpleNamespace(
+        compare=[CompareModel(name="srv", model=str(server.folder), base_url=server.url, api_key_env="ADVISE_TEST_KEY",
+                              price_per_million_input=PRICE_IN, price_per_million_output=PRICE_OUT)],
+        metric=SimpleNamespace(judge="srv", rubric="10 if the answer names the part code, else 0."),
+        generation=SimpleNamespace(batch_size=4), run_dir=tmp_path, source_path=None)
+    records = [Record(input=f"Which code does part {i} carry?", output=f"P-{i:03d}") for i in range(3)]
+    scores, report = grade_records(task, ["P-000", "no idea", "P-002"], records)
+    judge = report["judge"]
+    # A random-weight judge writes no grade: every one is counted as malformed, none silently 0.
+    assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
+    assert judge["malformed"] == sum(s == 0.0 for s in scores) and judge["graded"] == 3
+    assert judge["prompt_tokens"] > 0 and judge["cost_usd"] > 0 and judge["rubric"] == "task"
