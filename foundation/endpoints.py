@@ -88,7 +88,10 @@ class Endpoint:
         if not value.strip():
             raise self.error(f"the environment variable {env} is not set: export {env}=<your key> "
                              "(the key is read from the environment only)", "api_key_env")
-        return value.strip()
+        from foundation.secrets import clean_secret
+
+        # stripped, refused unquoted when an HTTP header cannot carry it, and redacted from every error line
+        return clean_secret(value, where=self.where("api_key_env"), file=self.task_file)
 
     def scrub(self, text: str) -> str:
         env = self.cfg.api_key_env

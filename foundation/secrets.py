@@ -46,8 +46,8 @@ def clean_secret(value: str, *, where: str, file: str | None = None) -> str:
     if bad is not None:
         kind = "a space" if bad.isspace() else "a control character" if ord(bad) < 32 or ord(bad) == 127 \
             else "a non-ASCII character"
-        raise AdviseError(f"the token holds {kind} at position {secret.index(bad) + 1} of {len(secret)}; "
-                          "tokens are printable ASCII without spaces (the token is not shown)", file=file, where=where)
+        raise AdviseError(f"the token holds {kind} at position {secret.index(bad) + 1} of {len(secret)}; a token "
+                          "or key is printable ASCII without spaces (it is not shown)", file=file, where=where)
     return secret
 
 

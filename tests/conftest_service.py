@@ -55,12 +55,14 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 40) -> Non
 
 
 @contextmanager
-def serve(data_dir: Path, *args: str, port: int | None = None, host: str = "127.0.0.1", headers=None):
+def serve(data_dir: Path, *args: str, port: int | None = None, host: str = "127.0.0.1", headers=None,
+          env_extra: dict | None = None):
     """``advise serve`` in its own process; yields its base URL once /api/health answers."""
     port = port or free_port()
     log = open(data_dir.parent / f"serve-{port}.log", "wb")
     proc = subprocess.Popen([*ADVISE, "serve", "--data-dir", str(data_dir), "--port", str(port), "--host", host,
-                             "--heartbeat", "1", *args], env=env(), stdout=log, stderr=subprocess.STDOUT)
+                             "--heartbeat", "1", *args], env={**env(), **(env_extra or {})}, stdout=log,
+                            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def up():
