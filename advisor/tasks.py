@@ -90,12 +90,12 @@ def check_task(path_or_task: str | Path | TaskConfig, *, training: bool = True,
         from foundation.endpoints import check_endpoints
 
         checked.warnings.extend(_with_file(shown, check_endpoints, task))
-    _with_file(shown, _check_objectives, task, splits, corpus)
+    _with_file(shown, _check_objectives, task, splits, corpus, None if training else checked.warnings)
     if training and task.trust_remote_code and not run_model_code:
         checked.warnings.append("trust_remote_code: the model's own code is not run while the task is checked; its "
                                 "layers and token lengths are checked when the run starts")
     elif training:
-        checked.training = _with_file(shown, _check_training, task, splits, checked.warnings)
+        checked.training = _with_file(shown, _check_training, task, splits, checked.warnings, corpus)
     return checked
 
 
@@ -109,12 +109,14 @@ def _with_file(shown: str, check, *args):
         raise AdviseError(e.message, file=shown, where=e.where) from None
 
 
-def _check_objectives(task, splits, corpus) -> None:
-    """The pilot's objective, and at least one of ``tune.objectives``, can train on this data."""
+def _check_objectives(task, splits, corpus, warnings: list[str] | None = None, with_room: int | None = None) -> None:
+    """The pilot's objective, and at least one of ``tune.objectives``, can train on this data (the
+    objectives' own ``applies`` hooks, as the study calls them); with ``warnings``, the listed
+    objectives the study will skip. ``with_room``: train prompts leaving room for an answer."""
     from baselines.finetune import pilot_objective
     from tuner.objectives import OBJECTIVES, ObjectiveFacts, applicable
 
-    facts = ObjectiveFacts.of(task, splits.kind, corpus)
+    facts = ObjectiveFacts.of(task, splits.kind, corpus, splits.train, with_room)
     if task.baselines.finetune.enabled:
         name = pilot_objective(task, splits.kind)
         ok, why = OBJECTIVES[name].applies(facts)
@@ -126,6 +128,29 @@ def _check_objectives(task, splits, corpus) -> None:
         raise AdviseError("no objective listed here can train on this data: "
                           + "; ".join(f"{k}: {v}" for k, v in excluded.items() if k in (task.tune.objectives or ())),
                           where="tune.objectives")
+    skipped = {k: v for k, v in excluded.items() if k in (task.tune.objectives or ())}
+    if warnings is not None and skipped:
+        warnings.append("tune.objectives: the study skips " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))
+
+
+def _check_methods(task, config, warnings: list[str]) -> str | None:
+    """At least one PEFT method the study would search applies to this model on this device (the
+    registry's ``applies`` hooks, as the study calls them): an error naming ``tune.methods`` when
+    none of those listed does, a warning naming those listed that are skipped; with the default
+    list, what is skipped is returned for the tune note."""
+    from foundation.models import pick_device
+    from tuner.methods import applicable
+    from tuner.modelfacts import facts_from_config
+
+    facts = facts_from_config(config, pick_device(task.device), task.tune.memory_budget_gb)
+    chosen, excluded = applicable(task.tune.methods, facts)
+    reasons = "; ".join(f"{k}: {v}" for k, v in excluded.items())
+    if not chosen:
+        raise AdviseError(f"no fine-tuning method {'listed here ' if task.tune.methods else ''}applies to this model "
+                          f"on this device: {reasons}", where="tune.methods")
+    if excluded and task.tune.methods:
+        warnings.append(f"tune.methods: the study skips {reasons}")
+    return f"skips {', '.join(excluded)} (not applicable here)" if excluded else None
 
 
 def _check_validation(task, splits) -> None:
@@ -147,7 +172,7 @@ def _check_device(task) -> None:
     pick_device(task.device)
 
 
-def _check_training(task, splits, warnings: list[str]) -> list[str]:
+def _check_training(task, splits, warnings: list[str], corpus=()) -> list[str]:
     """What the pilot and the study will need; notes on the sequence lengths they will use, and a
     warning when eval references are longer than the answers the model may write."""
     from foundation.models import load_tokenizer, resolve_model
@@ -190,6 +215,18 @@ def _check_training(task, splits, warnings: list[str]) -> list[str]:
             # No length was set: the prompts themselves are too long, so name what makes them long.
             raise AdviseError(e.message, where="prompt.system" if task.prompt.system else "data.train") from None
         notes.append(f"{key.rsplit('.', 1)[0]}: " + fit.describe(key))
+    # what the study will refuse, from the same hooks it calls (fit: tune.max_seq_length's)
+    with_room = sum(r.label is not False and p + task.generation.max_new_tokens <= fit.max_seq_length
+                    for (p, _), r in zip(lengths, splits.train))
+    _check_objectives(task, splits, corpus, warnings, with_room)
+    if skipped := _check_methods(task, config, warnings):
+        notes[-1] += f"; the study {skipped}"
+    _check_answer_room(task, splits, tokenizer, warnings)
+    return notes
+
+
+def _check_answer_room(task, splits, tokenizer, warnings: list[str]) -> None:
+    """A warning when eval references are longer than the answers the model may write."""
     if splits.kind == "sft":
         room = task.generation.max_new_tokens
         sizes = [len(tokenizer(r.output, add_special_tokens=False)["input_ids"]) for r in splits.eval]
@@ -198,5 +235,4 @@ def _check_training(task, splits, warnings: list[str]) -> list[str]:
             warnings.append(f"{over} of {len(sizes)} eval references are longer than generation.max_new_tokens ({room} "
                             f"tokens; the longest takes {max(sizes)}): every answer is cut before it could match them; "
                             "raise generation.max_new_tokens")
-    return notes
 

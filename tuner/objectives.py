@@ -35,13 +35,17 @@ class ObjectiveFacts:
     data_kind: str = "sft"  # sft (input → output), preference (chosen/rejected pairs), unpaired (KTO labels)
     has_corpus: bool = False
     grader: str | None = None  # the task's metric when it can grade an answer against a reference (GRPO)
+    desirable: int | None = None  # train records with a desirable answer (not ``label: false``); None: not counted
+    with_room: int | None = None  # train prompts leaving room for an answer within the training length; None: not measured
 
     @classmethod
-    def of(cls, task, kind: str, corpus) -> "ObjectiveFacts":
+    def of(cls, task, kind: str, corpus, records=None, with_room: int | None = None) -> "ObjectiveFacts":
         from foundation.metrics import METRICS
 
         metric = METRICS[task.metric.name]
-        return cls(data_kind=kind, has_corpus=bool(corpus), grader=metric.name if metric.grades else None)
+        desirable = None if records is None else sum(r.label is not False for r in records)
+        return cls(data_kind=kind, has_corpus=bool(corpus), grader=metric.name if metric.grades else None,
+                   desirable=desirable, with_room=with_room)
 
 
 @dataclass
@@ -107,6 +111,26 @@ def needs_kind(*kinds: str, what: str):
     """An ``applies`` check: the data must be one of ``kinds``."""
     def applies(facts: ObjectiveFacts) -> tuple[bool, str]:
         return (True, "") if facts.data_kind in kinds else (False, f"needs {what}")
+
+    return applies
+
+
+def needs_desirable(facts: ObjectiveFacts) -> tuple[bool, str]:
+    """An ``applies`` check: at least one train record has a desirable answer (KTO weighs the
+    desirable against the undesirable ones; SFT first trains on them)."""
+    if facts.desirable == 0:
+        return False, "needs at least one desirable answer in train (every label is false)"
+    return True, ""
+
+
+def all_of(*checks):
+    """An ``applies`` check passing when every one of ``checks`` does (the first reason otherwise)."""
+    def applies(facts: ObjectiveFacts) -> tuple[bool, str]:
+        for check in checks:
+            ok, why = check(facts)
+            if not ok:
+                return ok, why
+        return True, ""
 
     return applies
 

@@ -26,7 +26,7 @@ from dataclasses import replace
 from foundation.errors import AdviseError
 from foundation.generation import task_messages
 from tuner import training
-from tuner.objectives import TrainingJob, needs_kind, register_objective
+from tuner.objectives import TrainingJob, all_of, needs_desirable, needs_kind, register_objective
 from tuner.space import Hyperparameter
 from tuner.training import TrainResult
 
@@ -370,7 +370,7 @@ register_objective("dpo", label="DPO (direct preference optimisation)", train=tr
                    description="raises the chosen answer's likelihood over the rejected one's, relative to the "
                                "starting model (reference log-probs computed once)")
 register_objective("kto", label="KTO (Kahneman-Tversky optimisation)", train=train_kto, hyperparameters=(BETA,),
-                   applies=needs_kind("preference", "unpaired", what=ANY_PREFERENCE),
+                   applies=all_of(needs_kind("preference", "unpaired", what=ANY_PREFERENCE), needs_desirable),
                    description="raises desirable and lowers undesirable completions, relative to the starting "
                                "model; needs no pairs")
 register_objective("orpo", label="ORPO (odds-ratio preference optimisation)", train=train_orpo,
@@ -393,6 +393,7 @@ register_objective("sft+dpo", label="SFT, then DPO", train=_sft_then(train_dpo, 
                    description="SFT on the chosen answers (half the steps), then DPO on the same adapter against "
                                "the SFT model")
 register_objective("sft+kto", label="SFT, then KTO", train=_sft_then(train_kto, "kto"), default=False,
-                   hyperparameters=(BETA,), applies=needs_kind("unpaired", what=UNPAIRED), stages=("sft", "kto"),
+                   hyperparameters=(BETA,), applies=all_of(needs_kind("unpaired", what=UNPAIRED), needs_desirable),
+                   stages=("sft", "kto"),
                    description="SFT on the desirable completions (half the steps), then KTO on the same adapter "
                                "against the SFT model")

@@ -255,7 +255,13 @@ FORMAT_WEIGHT = Hyperparameter("format_weight", "categorical", choices=(0.0, 0.2
 
 
 def needs_grader(facts) -> tuple[bool, str]:
-    return (True, "") if facts.grader else (False, GRADER_REASON)
+    """GRPO grades sampled answers with the metric, and samples them after each training prompt."""
+    if not facts.grader:
+        return False, GRADER_REASON
+    if facts.with_room == 0:
+        return False, ("no training prompt leaves room for a generation.max_new_tokens answer within "
+                       "tune.max_seq_length (raise it, or lower generation.max_new_tokens)")
+    return True, ""
 
 
 register_objective("grpo", label="GRPO (RFT with the metric as grader)", train=train_grpo, default=False,
