@@ -87,13 +87,14 @@ def run(task_file: Path = typer.Argument(..., help="task.yaml to run."),
         seeds: int = typer.Option(1, "--seeds", callback=_within(1, 20),
                                   help="Repeat the measurement with this many seeds and say whether the verdict is stable.")):
     """Measure prompt-only, RAG and a pilot fine-tune; give the verdict; tune if fine-tuning wins."""
-    from advisor.pipeline import run_task
+    from advisor.pipeline import check_seeds, run_task
     from advisor.tasks import check_task
     from foundation.progress import Progress
 
     _state["task_file"] = str(task_file)
     checked = check_task(task_file)
     task = checked.task
+    check_seeds(task, seeds)
     _state["results"] = task.run_dir / "results.json"
     if not quiet:
         for warning in checked.warnings:

@@ -27,6 +27,7 @@ def run_task(checked, progress: Progress = QUIET, *, tune: bool = True, seeds: i
     quiet_libraries()
     t0 = time.perf_counter()
     checked = checked if isinstance(checked, CheckedTask) else check_task(checked)
+    check_seeds(checked.task, seeds)
     with run_dir_lock(checked.task.run_dir, task_file=display_path(checked.task.source_path)):
         keep_previous(checked.task.run_dir)
         return _run(checked, progress, tune, time.perf_counter() - t0, seeds)
@@ -34,6 +35,18 @@ def run_task(checked, progress: Progress = QUIET, *, tune: bool = True, seeds: i
 
 _NO_VALIDATION = ("the study chooses among its trials on validation records, and this task holds none out "
                   "(data.validation_fraction is 0, or fewer than 10 train records: add train records)")
+
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are 32-bit
+
+
+def check_seeds(task, seeds: int) -> None:
+    """``--seeds N`` measures with ``seed`` … ``seed + N - 1``; each must be a seed the libraries take."""
+    last = task.seed + seeds - 1
+    if last > MAX_SEED:
+        raise AdviseError(f"seeds {task.seed} … {last} go past the largest seed, {MAX_SEED}: lower `seed` in the task "
+                          f"file or --seeds", file=display_path(task.source_path) if task.source_path else None,
+                          where="--seeds")
 
 
 def keep_previous(run_dir) -> None:

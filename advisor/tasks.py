@@ -25,9 +25,11 @@ def load_task(path: str | Path) -> TaskConfig:
     foundation.errors.AdviseError: missing.yaml: file not found
     """
     from tuner.methods import check_tune_section
-    from tuner.storage import check_storage_url
+    from tuner.storage import check_storage_url, resolve_sqlite
 
     task = read_task(path)
+    if task.tune.storage is not None:  # a relative SQLite file lives beside task.yaml, as every path in it
+        task.tune.storage = resolve_sqlite(task.tune.storage, task.base_dir)
     problem = check_tune_section(task.tune, task.baselines)
     if problem is None and task.tune.storage is not None:
         message = check_storage_url(task.tune.storage)

@@ -77,6 +77,16 @@ class ColumnMapping(Section):
     output: str = Field(description="Column holding the reference answer.")
     system: str | None = Field(None, description="Optional column with a per-record system prompt.")
 
+    @field_validator("input", "output", "system")
+    @classmethod
+    def _names_a_column(cls, v):
+        names = [v] if isinstance(v, str) or v is None else v
+        if not names:
+            raise ValueError("names no column: give a column name, or a list of them")
+        if any(n is not None and not n.strip() for n in names):
+            raise ValueError("a column name is empty")
+        return v
+
 
 class DataConfig(Section):
     train: Path | None = Field(None, description="Training records (jsonl, json, csv, parquet).")

@@ -45,7 +45,8 @@ def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dic
     import csv
     import io
 
-    reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
+    # newline="": lines end at \n, \r\n or a classic-Mac \r alone, and a quoted value keeps its own
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
     rows = []
     try:
         header = reader.fieldnames or []
@@ -57,7 +58,7 @@ def read_rows(path: Path, shown: str | None = None) -> list[tuple[int | str, dic
                 raise AdviseError("more values than header columns", file=shown, where=reader.line_num)
             rows.append((reader.line_num, {k: v for k, v in row.items()}))
     except csv.Error as e:
-        raise AdviseError(f"malformed CSV: {e}", file=shown, where=reader.line_num) from None
+        raise AdviseError(f"malformed CSV: {e}", file=shown, where=max(1, reader.line_num)) from None
     return rows
 
 

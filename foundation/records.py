@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
+
+from foundation.corpus import has_text
+from foundation.fields import answer_texts as _answer_texts, differ as _differ, label as _label, text as _text
+from foundation.fields import transcript as _transcript
 
 
 @dataclass
@@ -153,23 +156,6 @@ def _from_turns(turns, role_key: str, text_key: str, where: str) -> Record:
                   history=messages[:-2])
 
 
-def _text(value, key: str, allow_empty: bool = False) -> str:
-    """A field as text: numbers and booleans as written, lists and objects as JSON; lone surrogates
-    (invalid UTF-16 halves that a JSON file can spell as \\ud800) are refused."""
-    if value is None:
-        if allow_empty:
-            return ""
-        raise ValueError(f"'{key}' is empty")
-    if isinstance(value, bytes):
-        raise ValueError(f"'{key}' holds bytes, not text")
-    text = json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, (dict, list)) else str(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(f"'{key}' holds an invalid character at position {e.start} (a lone surrogate)") from None
-    return text
-
-
 def _system(row: dict, key: str | None) -> str | None:
     """An optional per-record system prompt: text, or absent."""
     if key is None or row.get(key) in (None, ""):
@@ -231,8 +217,8 @@ class _Fields:
         if self.fmt == "columns" and key not in self.row and v is None:
             have = ", ".join(sorted(map(str, self.row))) or "none"
             raise ValueError(f"no column '{key}' (columns here: {have})")
-        if v is None or (isinstance(v, str) and not v.strip()):
-            raise ValueError(f"missing or empty field '{key}'")
+        if v is None or (isinstance(v, str) and not has_text(v)):
+            raise ValueError(f"missing or empty field '{key}'" + (" (only invisible characters)" if v and v.strip() else ""))
         return _text(v, key)
 
     def joined(self, keys) -> str:
@@ -243,7 +229,7 @@ class _Fields:
         for key, v in values.items():
             if v is None and key not in self.row:
                 self.need(key)  # names the missing column
-        parts = [_text(v, k) for k, v in values.items() if v is not None and str(v).strip()]
+        parts = [_text(v, k) for k, v in values.items() if v is not None and has_text(str(v))]
         if not parts:
             raise ValueError(f"the columns {', '.join(keys)} are all empty")
         return "\n\n".join(parts)
@@ -256,18 +242,6 @@ class _Fields:
             raise ValueError(f"'{key}' holds no answer text")
         texts = [_text(t, key) for t in texts]
         return {"output": texts[0], "alternatives": list(dict.fromkeys(t for t in texts[1:] if t != texts[0]))}
-
-
-def _answer_texts(value) -> list | None:
-    """The answer texts of a list of texts or of SQuAD's ``{"text": [...], "answer_start": [...]}``;
-    None for anything else (one text, or a JSON value that is itself the answer)."""
-    if isinstance(value, dict) and "text" in value:
-        value = value["text"]
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return [value] if str(value).strip() else []
-    if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
-        return [v for v in value if str(v).strip()]
-    return None
 
 
 def _preference_record(row: dict, fmt: str, untyped: bool) -> Record:
@@ -294,12 +268,12 @@ def _preference_record(row: dict, fmt: str, untyped: bool) -> Record:
         implicit = _implicit_prompt(row)
         if implicit is not None:
             system, history, text, chosen, rejected = implicit
+            _differ(chosen, rejected, ("chosen", "rejected"))
             return Record(input=text, output=chosen, system=system, history=history, rejected=rejected)
         system, history, text = _prompt(row.get("prompt"), "prompt")
         keys, turn = ("chosen", "rejected"), ("role", "content")
     chosen, rejected = (_answer(row, k, *turn, lists_only=fmt == "openai_preference") for k in keys)
-    if chosen.strip() == rejected.strip():
-        raise ValueError(f"'{keys[0]}' and '{keys[1]}' are the same answer; a preference pair needs two different ones")
+    _differ(chosen, rejected, keys)
     return Record(input=text, output=chosen, system=system, history=history, rejected=rejected)
 
 
@@ -315,6 +289,8 @@ def _implicit_prompt(row: dict):
         return None
     system, a = _messages(chosen, "role", "content", "chosen")
     _, b = _messages(rejected, "role", "content", "rejected")
+    if a == b:
+        raise ValueError("'chosen' and 'rejected' are the same answer; a preference pair needs two different ones")
     shared = 0
     while shared < min(len(a), len(b)) and a[shared] == b[shared]:
         shared += 1
@@ -327,19 +303,6 @@ def _implicit_prompt(row: dict):
         if not x[0]["content"].strip():
             raise ValueError(f"the answer in '{key}' is empty")
     return system, prompt[:-1], prompt[-1]["content"], answers[0][0]["content"], answers[1][0]["content"]
-
-
-_HH_TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
-
-
-def _transcript(text: str, key: str) -> list[dict]:
-    """An Anthropic HH transcript ("\n\nHuman: …\n\nAssistant: …") as turns."""
-    parts = _HH_TURN.split(text if text.startswith("\n\n") else "\n\n" + text.lstrip())
-    if parts[0].strip() or len(parts) < 5:
-        raise ValueError(f"no 'prompt' field, and '{key}' is not a Human:/Assistant: transcript; give the prompt "
-                         "in 'prompt' (TRL's prompt/chosen/rejected)")
-    return [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
-            for who, said in zip(parts[1::2], parts[2::2])]
 
 
 def _prompt(value, where: str, role_key: str = "role", text_key: str = "content") -> tuple[str | None, list[dict], str]:
@@ -377,20 +340,6 @@ def _answer(row: dict, key: str, role_key: str = "role", text_key: str = "conten
             raise ValueError(f"'{key}' must be an assistant turn, got {role_key} {value[role_key]!r}")
         value = value[text_key]
     text = _text(value, key, allow_empty=True)
-    if not text.strip():
-        raise ValueError(f"'{key}' is empty")
+    if not has_text(text):
+        raise ValueError(f"'{key}' is empty" + (" (only invisible characters)" if text.strip() else ""))
     return text
-
-
-def _label(value, untyped: bool) -> bool:
-    """KTO's label: a boolean; CSV has no booleans, so there the text true / false counts."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        if untyped:
-            return value.strip().lower() == "true"
-        hint = " (a JSON string: write true or false without quotes)"
-    else:
-        hint = ""
-    shown = "nothing" if value is None else json.dumps(value, ensure_ascii=False)[:40]
-    raise ValueError(f"'label' must be true or false (is the completion a desirable answer?), got {shown}{hint}")

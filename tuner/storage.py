@@ -33,6 +33,21 @@ def hide_password(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
+def resolve_sqlite(url: str, base: Path) -> str:
+    """A relative SQLite path in ``url`` made absolute against ``base`` (the task file's folder, as
+    every other path in task.yaml), not against the folder the command runs in.
+
+    >>> resolve_sqlite("sqlite:///runs/study.db", Path("/tasks/a"))
+    'sqlite:////tasks/a/runs/study.db'
+    >>> resolve_sqlite("sqlite:////abs/study.db", Path("/tasks/a"))
+    'sqlite:////abs/study.db'
+    """
+    match = re.match(r"(sqlite(\+\w+)?:///)([^?]*)(.*)$", url)
+    if not match or not match.group(3) or match.group(3) == ":memory:" or match.group(3).startswith("/"):
+        return url
+    return match.group(1) + str(Path(base, match.group(3)).absolute()) + match.group(4)
+
+
 def check_storage_url(url: str) -> str | None:
     """Why ``url`` cannot be an Optuna storage here (unknown scheme, driver not installed), or None.
 
@@ -145,7 +160,9 @@ def finished_trials(path: Path) -> tuple[int, float | None] | None:
 
 
 def describe_finished(found: tuple[int, float | None]) -> str:
-    """>>> describe_finished((3, 0.5))
+    """How a study's finished trials are told in a message.
+
+    >>> describe_finished((3, 0.5))
     '3 finished trials, best validation quality 0.500'
     """
     n, best = found

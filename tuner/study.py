@@ -311,7 +311,7 @@ def run_study(task, splits, *, run_dir: Path, progress=QUIET, pilot: TrialConfig
     existing = study.get_trials(deepcopy=False)
     # A fresh single-worker study is reproducible from task.seed; a resumed or shared one must
     # not replay the same random start-up samples as the other workers.
-    seed = task.seed + len(existing) + ((os.getpid() % 100_003) if shared else 0)
+    seed = (task.seed + len(existing) + ((os.getpid() % 100_003) if shared else 0)) % 2**32  # numpy's seeds are 32-bit
     study.sampler, sampler_text = make_sampler(seed, task.tune.n_trials)
     if not existing:
         _enqueue_first(study, space, pilot, enqueue)
