@@ -14,14 +14,20 @@ from __future__ import annotations
 
 from foundation.records import Record
 
+LOGITS_BUDGET = 1 << 25  # logits computed in one piece, in elements (128 MB in float32)
 
-def answer_logprobs(model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 8) -> list[float]:
+
+def answer_logprobs(model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 8,
+                    logits_budget: int = LOGITS_BUDGET) -> list[float]:
     """Mean log-probability per answer token of each answer after its rendered prompt (length-normalised).
 
     ``prompts`` are rendered chat prompts ending with the assistant header
     (``foundation.generation.task_prompts``); each answer is scored with the end-of-turn token
     after it, since stopping is part of the answer. Batches are right-padded with an attention
     mask, so padding changes no score; similar lengths share a batch to keep padding small.
+    A batch whose logits would pass ``logits_budget`` elements (a 15k-token answer over a 49k-token
+    vocabulary is 3 GB in float32) is scored from the last hidden states, the output layer applied
+    to a slice of positions at a time.
     """
     import torch
 
@@ -40,7 +46,8 @@ def answer_logprobs(model, tokenizer, prompts: list[str], answers: list[str], ba
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
-                for i, lp in zip(batch, _batch_logprobs(model, [pairs[i] for i in batch], pad_id, device)):
+                for i, lp in zip(batch, _batch_logprobs(model, [pairs[i] for i in batch], pad_id, device,
+                                                        logits_budget)):
                     scores[i] = lp
     finally:
         if was_training:
@@ -60,7 +67,8 @@ def _token_ids(tokenizer, prompt: str, answer: str) -> tuple[list[int], list[int
     return prompt_ids, answer_ids
 
 
-def _batch_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, device) -> list[float]:
+def _batch_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, device,
+                    logits_budget: int = LOGITS_BUDGET) -> list[float]:
     import torch
 
     width = max(len(p) + len(a) for p, a in pairs)
@@ -69,7 +77,11 @@ def _batch_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad_id: int
     for row, (p, a) in enumerate(pairs):
         input_ids[row, :len(p) + len(a)] = torch.tensor(p + a)
         mask[row, :len(p) + len(a)] = 1
-    logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
+    inputs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "use_cache": False}
+    head = model.get_output_embeddings()
+    if head is not None and len(pairs) * width * head.weight.shape[0] > logits_budget:
+        return _chunked_logprobs(model, head, inputs, pairs, width, logits_budget)
+    logits = model(**inputs).logits
     # Prompt-learning adapters (prompt tuning, P-tuning) prepend virtual tokens to the logits.
     logits = logits[:, -width:]
     means = []
@@ -78,6 +90,31 @@ def _batch_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad_id: int
         predicting = logits[row, len(p) - 1:len(p) - 1 + len(a)].float()
         targets = torch.tensor(a, device=predicting.device).unsqueeze(-1)
         means.append(torch.log_softmax(predicting, dim=-1).gather(-1, targets).mean().item())
+    return means
+
+
+def _chunked_logprobs(model, head, inputs: dict, pairs, width: int, logits_budget: int) -> list[float]:
+    """The same means from the last hidden states (the output layer's input), with the output layer
+    applied to at most ``logits_budget`` elements of logits at a time."""
+    import torch
+
+    try:  # only the last position's logits: the answer's come from the hidden states below
+        out = model(**inputs, output_hidden_states=True, logits_to_keep=1)
+    except TypeError:  # a model without logits_to_keep
+        out = model(**inputs, output_hidden_states=True)
+    hidden = out.hidden_states[-1][:, -width:]  # prompt-learning adapters prepend virtual tokens
+    cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+    step = max(1, logits_budget // head.weight.shape[0])
+    means = []
+    for row, (p, a) in enumerate(pairs):
+        total = 0.0
+        for s in range(0, len(a), step):
+            logits = head(hidden[row, len(p) - 1 + s:len(p) - 1 + min(s + step, len(a))]).float()
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            targets = torch.tensor(a[s:s + step], device=logits.device).unsqueeze(-1)
+            total += torch.log_softmax(logits, dim=-1).gather(-1, targets).sum().item()
+        means.append(total / len(a))
     return means
 
 

@@ -127,3 +127,18 @@ def test_an_adapter_model_is_scored_like_a_plain_one(tiny, kind):
     want = [_by_hand(adapted, tokenizer, p, a) for p, a in zip(prompts, answers)]
     assert got == pytest.approx(want, abs=1e-5)
     assert got != pytest.approx(answer_logprobs(model, tokenizer, prompts, answers), abs=1e-5)  # the adapter counts
+
+
+@pytest.mark.parametrize("kind", [None, "lora", "prompt_tuning"])
+def test_long_answers_are_scored_in_slices_with_the_same_result(tiny, kind):
+    """An answer of ~15k tokens would need GBs of logits in one piece; past the budget the output
+    layer is applied a slice of positions at a time, and the scores do not change."""
+    model, tokenizer = tiny
+    model = _peft(model, kind) if kind else model
+    prompts = _prompts(tokenizer)
+    answers = [r.output for r in RECORDS[:3]] + [" ".join(["The sea is wide and grey."] * 12)]
+    whole = answer_logprobs(model, tokenizer, prompts, answers, batch_size=4)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    for budget in (vocab * 7, vocab):  # slices of 7 positions, then of one
+        assert answer_logprobs(model, tokenizer, prompts, answers, batch_size=4, logits_budget=budget) == \
+            pytest.approx(whole, abs=1e-5)
