@@ -35,6 +35,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     output_dir: str | None = None
     micro_batch_from_memory: bool = False  # CUDA: grow the micro-batch to what fits (tuner.cuda)
+    answer_logits: bool = True  # logits at the answer positions only, no attention mask (False: the path before)
 
 
 @dataclass
@@ -99,24 +100,74 @@ def _time_limit_callback(budget_s: float):
 _PLAIN = None
 
 
+def answer_logits_loss(model, inputs: dict, num_items_in_batch=None):
+    """The causal-LM loss with logits computed only where a label is: the hidden state before each
+    answer token goes through the LM head (transformers' ``logits_to_keep`` as a boolean mask), the
+    prompt's positions never do. With retrieved context ~98% of an FT + RAG record's positions are
+    prompt: 49k-wide fp32 logits there were most of a step's memory and a fifth of its FLOPs. The
+    same sum of token losses over the same count as the model's own loss (``num_items_in_batch``
+    when the Trainer accumulates). None when the model's output does not line up (a model without
+    ``logits_to_keep`` masks): the caller computes the full logits instead."""
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    targets = labels[:, 1:]
+    keep = targets != -100
+    positions = keep.new_zeros(labels.shape)
+    positions[:, :-1] = keep  # the hidden state at t predicts the token at t + 1
+    forward = {k: v for k, v in inputs.items() if k != "labels"}
+    logits = model(**forward, use_cache=False, logits_to_keep=positions).logits
+    wanted = targets[keep]
+    if logits.dim() != 2 or logits.size(0) != wanted.numel():
+        return None
+    loss = F.cross_entropy(logits.float(), wanted, reduction="sum")
+    return loss / (num_items_in_batch if num_items_in_batch is not None else max(1, wanted.numel()))
+
+
+def slices_logits(model) -> bool:
+    """Whether ``answer_logits_loss`` applies: the model takes ``logits_to_keep`` and no virtual
+    tokens are prepended to its positions (prompt tuning and kin keep the full path)."""
+    import inspect
+
+    config = getattr(model, "active_peft_config", None)
+    if config is not None and config.is_prompt_learning:
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 def _plain_loss_trainer():
     """SFTTrainer with the model's own loss, on every device. TRL's loss scores every position and
     adds entropy and accuracy metrics each step: a third of a step's time on CPU
     (bench/results/training.json: 0.78x a plain loop before, 0.975x after, same loss to 5 digits)
     and a host sync per step on CUDA. Tokens are counted on the device and read at log time.
-    On CUDA the attention mask is dropped (right padding, causal: see ``tuner.cuda``)."""
+
+    With ``answer_logits`` (``TrainSettings.answer_logits``, the default) logits are computed at the
+    answer positions only (:func:`answer_logits_loss`) and the attention mask is dropped on every
+    device: TRL's collator pads on the right, and a causal model's real tokens never see padding on
+    their right (``tests/test_training_paths.py``), so SDPA runs its causal kernel without an
+    L x L mask or saved attention weights (see ``tuner.cuda``). Without it: today's path up to
+    this change (full logits; the mask kept on CPU), which ``bench/bench_pilot.py`` compares."""
     global _PLAIN
     if _PLAIN is None:
         from trl import SFTTrainer
 
         class PlainLossSFTTrainer(SFTTrainer):
             _tokens = 0
+            answer_logits = True  # False: today's path before answer_logits_loss (bench/bench_pilot.py)
+            _slices = None  # whether the model takes answer_logits_loss's mask, learnt on the first step
 
             def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
                 mask = inputs.get("attention_mask")
                 self._tokens = self._tokens + (mask.sum() if mask is not None else (inputs["labels"] != -100).sum())
-                if mask is not None and mask.is_cuda:
+                if mask is not None and (mask.is_cuda or self.answer_logits):
                     inputs = {k: v for k, v in inputs.items() if k != "attention_mask"}
+                if self.answer_logits and not return_outputs and self._slices is not False:
+                    self._slices = self._slices or slices_logits(model)
+                    loss = answer_logits_loss(model, inputs, num_items_in_batch) if self._slices else None
+                    if loss is not None:
+                        return loss
+                    self._slices = False  # the model ignored the mask: full logits from now on
                 outputs = model(**{**inputs, "use_cache": False})
                 loss = outputs.loss
                 if num_items_in_batch is not None:  # the Trainer normalises by the whole accumulated batch
@@ -269,6 +320,7 @@ def train_sft(model, tokenizer, records: list[Record], *, prompt, settings: Trai
     cbs, time_limit = step_callbacks(callbacks, settings, on_step)
     trainer = _plain_loss_trainer()(model=model, args=sft_args(settings, steps, device), processing_class=tokenizer,
                           train_dataset=sft_dataset(records, prompt, messages_for), callbacks=cbs)
+    trainer.answer_logits = settings.answer_logits
     return run_trainer(trainer, tokenizer, n_records=len(records), settings=settings, steps=steps,
                        time_limit=time_limit, counts=counts, setup_start=setup_start)
 
