@@ -80,3 +80,14 @@ def redact(text: str) -> str:
             text = text.replace(escaped, SHOWN)
     text = _URL_PASSWORD.sub(lambda m: m["head"] + SHOWN, text)
     return _BEARER.sub(lambda m: m["head"] + (m["token"] if m["token"] == SHOWN else SHOWN), text)
+
+
+def redact_values(value):
+    """``value`` (a JSON-like structure) with ``redact`` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_values(v) for v in value]
+    return value

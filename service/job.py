@@ -34,7 +34,9 @@ class Emitter:
         self._lock = threading.Lock()
 
     def __call__(self, kind: str, **data) -> None:
-        line = json.dumps({"kind": kind, **data}, default=str)
+        from foundation.secrets import redact_values
+
+        line = json.dumps(redact_values({"kind": kind, **data}), default=str)
         with self._lock:
             try:
                 self._out.write(line + "\n")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from foundation.secrets import redact
+
 log = logging.getLogger("advise.service")
 NOT_COPIED = ("rag/",)
 
@@ -80,4 +82,5 @@ class FileSync:
             data = Path(log_path).read_bytes()[-self.limits.log_kb * 1024:]
         except OSError:
             return
+        data = redact(data.decode("utf-8", "replace")).encode("utf-8")  # a traceback may quote a secret
         self.store.put_file(self.run_id, self.job_id, f"logs/job-{self.job_id}.log", data, size=len(data))

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from foundation.secrets import redact
 from service import lifecycle
 from service.sync import FileSync
 from service.uploads import safe_name, unpack_bundle
@@ -164,7 +165,7 @@ def _log_tail(path: Path, lines: int = 3) -> str:
         text = path.read_bytes()[-8000:].decode("utf-8", "replace")
     except OSError:
         return ""
-    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    tail = [line for line in redact(text).splitlines() if line.strip()][-lines:]
     return " | ".join(t.strip()[:300] for t in tail)
 
 

@@ -82,6 +82,18 @@ def test_a_tokens_file_with_crlf_line_ends_is_read_stripped(tmp_path):
         read_tokens(tmp_path / "pipe")  # returns at once: a named pipe is never opened
 
 
+def test_a_job_s_events_and_log_tail_are_redacted(monkeypatch, capsys, tmp_path):
+    from service.job import Emitter
+    from service.worker import _log_tail
+
+    monkeypatch.setenv("HF_TOKEN", ENV_KEY)  # a library's error quoting the worker's environment
+    Emitter(None)("failure", message=f"401 for token {ENV_KEY}", nested={"args": [ENV_KEY]})
+    err = capsys.readouterr().err
+    assert ENV_KEY not in err and err.count(secrets.SHOWN) == 2, err
+    (tmp_path / "job.log").write_text(f"Traceback ...\nValueError: bad header {ENV_KEY}\n")
+    assert ENV_KEY not in _log_tail(tmp_path / "job.log") and secrets.SHOWN in _log_tail(tmp_path / "job.log")
+
+
 def test_log_lines_and_tracebacks_are_redacted():
     secrets.remember(SUBMIT)
     record = logging.LogRecord("advise.service", logging.ERROR, __file__, 1, "token %s refused", (SUBMIT,), None)
