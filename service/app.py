@@ -93,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
                   form_limits={"max_files": settings.limits.files + 1, "max_fields": 50, "max_part_size": 1 << 20})
     app.state.settings = settings
     app.state.store = open_store(settings)
-    app.state.queue = Queue(settings)
+    app.state.queue = open_queue(settings)
     app.middleware("http")(guard)
     install_redaction(app)
     app.include_router(api.router)
@@ -112,6 +112,16 @@ def open_store(settings: Settings) -> Store:
     except sa.exc.SQLAlchemyError as e:
         reason = first_line(getattr(e, "orig", None) or e)
         raise AdviseError(f"cannot open the database: {reason}", where="--db") from None
+
+
+def open_queue(settings: Settings) -> Queue:
+    """The job queue, or a one-line error naming --queue when it cannot be opened or reached."""
+    try:
+        queue = Queue(settings)
+        queue.check()
+        return queue
+    except Exception as e:  # redis' and sqlite's errors: either way the operator's --queue to fix
+        raise AdviseError(f"cannot open the job queue: {first_line(e)}", where="--queue") from None
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -159,7 +169,7 @@ def work(settings: Settings, workers: int = 1) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("huey").setLevel(logging.WARNING)
     redact_logs()
-    store, queue = open_store(settings), Queue(settings)
+    store, queue = open_store(settings), open_queue(settings)
     ctx = WorkerContext(settings, store, queue)
     queue.runner = lambda job_id: run_job(ctx, job_id)
     lifecycle.reap(store, queue)

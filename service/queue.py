@@ -35,8 +35,11 @@ def make_huey(settings):
         path = (settings.data_dir / "queue.db") if settings.queue is None else settings.queue[len("sqlite:///"):]
         return SqliteHuey(name="advise", filename=str(path), results=False, utc=True)
     url, name = split_queue_url(settings.queue)
-    return RedisHuey(name=name, url=url, results=False, utc=True, read_timeout=1,
-                     socket_connect_timeout=10, socket_timeout=30)  # a Redis that does not answer: an error, not a hang
+    import redis
+
+    # a Redis that does not answer is an error after 10 s, not a hang (reads wait at most read_timeout, 1 s)
+    pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=10, socket_timeout=30)
+    return RedisHuey(name=name, connection_pool=pool, results=False, utc=True, read_timeout=1)
 
 
 class Queue:
@@ -52,6 +55,11 @@ class Queue:
             self.runner(int(job_id))
 
         self._task = self.huey.task(name=TASK_NAME, retries=0)(execute)
+
+    def check(self) -> None:
+        """Raise if the queue cannot be reached (Redis: one ping, at most 10 s)."""
+        if isinstance(self.huey, RedisHuey):
+            self.huey.storage.conn.ping()
 
     def enqueue(self, job_id: int) -> str:
         message = self._task.s(job_id)
