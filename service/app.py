@@ -129,7 +129,7 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         family = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror as e:
-        raise AdviseError(f"cannot listen on {host}: {e.strerror}", where="--host") from None
+        raise AdviseError(f"cannot listen on {host!r}: {e.strerror}", where="--host") from None
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

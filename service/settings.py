@@ -164,6 +164,9 @@ def check_urls(settings: Settings) -> None:
     if settings.queue is not None and not settings.queue.startswith(("redis://", "rediss://", "sqlite:///")):
         raise AdviseError(f"expected redis://host:port/db or sqlite:///path, got {redact(repr(settings.queue))}",
                           where="--queue")
+    if settings.dashboard_url is not None and not settings.dashboard_url.startswith(("http://", "https://")):
+        raise AdviseError(f"expected an http:// or https:// URL, got {redact(repr(settings.dashboard_url))}",
+                          where="--dashboard-url")  # it becomes a link on the sweep page
     _check_number(settings.heartbeat_s, "--heartbeat", 0.1, 3600)
     _check_number(settings.port, "--port", 1, 65535)
     if settings.dashboard_port is not None:
