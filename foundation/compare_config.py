@@ -37,9 +37,9 @@ class CompareModel(BaseModel):
     timeout: float = Field(60.0, gt=0, le=3600, description="Seconds one request may take.")
     max_retries: int = Field(3, ge=0, le=20, description=(
         "Retries of a request after a timeout, 429 or 5xx (backoff, honouring Retry-After)."))
-    distill: Literal["off", "missing", "all"] = Field("off", description=(
-        "Let this model write training answers (for records without one, or for all) and measure a pilot "
-        "trained on them (finetune-distilled@<name>)."))
+    distill: Literal["off", "all"] = Field("off", description=(
+        "all: this endpoint writes the answer of every training input and a pilot trained on its answers is "
+        "measured beside the plain pilot (finetune-distilled@<name>)."))
 
     @model_validator(mode="before")
     @classmethod

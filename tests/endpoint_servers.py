@@ -34,14 +34,14 @@ def save_tiny_model(folder: Path) -> Path:
 class TransformersServe:
     """``transformers serve <folder>`` on a free loopback port, stopped by its own pid."""
 
-    def __init__(self, folder: Path, log: Path):
+    def __init__(self, folder: Path, log: Path, extra: list[str] = ()):
         self.folder, self.port = folder, free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         exe = Path(sys.executable).parent / "transformers"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
         self._log = log.open("w")
         self.proc = subprocess.Popen([str(exe), "serve", str(folder), "--host", "127.0.0.1", "--port", str(self.port),
-                                      "--device", "cpu"], stdout=self._log, stderr=subprocess.STDOUT, env=env)
+                                      "--device", "cpu", *extra], stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
     def wait(self, seconds: float = 180) -> "TransformersServe":
         deadline = time.time() + seconds

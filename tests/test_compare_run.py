@@ -1,5 +1,7 @@
 """``compare:`` end to end against a REAL OpenAI-compatible server: ``transformers serve`` on
 loopback serving the tiny test model, through the real ``openai`` client (no mock of either).
+Distillation needs a teacher that writes answers (the random tiny model writes only
+whitespace): there the teacher is the fault-injecting test server, answering like a model would.
 
 One run of ``advise run`` measures the task's own candidates and the endpoint's, prices the
 tokens the server reported, and writes no file that holds the API key."""
@@ -14,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import write_task
-from endpoint_servers import TransformersServe, save_tiny_model
+from endpoint_servers import FaultServer, TransformersServe, completion, save_tiny_model
 
 KEY = "sk-live-PLANTED-c0ffee0123456789"
 PRICE_IN, PRICE_OUT = 0.4, 1.6
@@ -95,7 +97,42 @@ def test_the_judge_grades_with_the_real_server_and_reports_what_it_could_not_rea
     records = [Record(input=f"Which code does part {i} carry?", output=f"P-{i:03d}") for i in range(3)]
     scores, report = grade_records(task, ["P-000", "no idea", "P-002"], records)
     judge = report["judge"]
-    # A random-weight judge writes no grade: every one is counted as malformed, none silently 0.
-    assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
-    assert judge["malformed"] == sum(s == 0.0 for s in scores) and judge["graded"] == 3
+    # Whatever a 135M judge writes: a readable grade in [0, 1], or one counted as malformed (scored 0).
+    assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores) and judge["graded"] == 3
+    assert judge["malformed"] == len(judge["malformed_examples"]) <= sum(s == 0.0 for s in scores)
     assert judge["prompt_tokens"] > 0 and judge["cost_usd"] > 0 and judge["rubric"] == "task"
+
+
+def _teacher(n, body):
+    """Answers "What is the code of part 7?" with "P-007", as a good teacher model would."""
+    import re
+
+    m = re.search(r"part (\d+)", body["messages"][-1]["content"])
+    return 200, {}, completion(f"P-{int(m.group(1)):03d}" if m else "", 21, 4), 0
+
+
+def test_distillation_trains_a_pilot_on_the_endpoints_answers_and_prices_them(tmp_path, monkeypatch):
+    from advisor.pipeline import run_task
+
+    monkeypatch.setenv("ADVISE_TEST_KEY", KEY)
+    with FaultServer(_teacher) as teacher:
+        task = write_task(tmp_path / "d", extra=f"""
+compare:
+  - {{name: teacher, model: t, base_url: '{teacher.url}', api_key_env: ADVISE_TEST_KEY, distill: all,
+     price_per_million_input: {PRICE_IN}, price_per_million_output: {PRICE_OUT}}}
+""")
+        task.write_text(task.read_text().replace("finetune: {max_steps: 3", "finetune_rag: {enabled: false}\n  finetune: {max_steps: 3"))
+        results = run_task(task, tune=False)
+        sent = len(teacher.requests)
+        again = run_task(task, tune=False)  # a re-run reads every answer from the run folder's cache
+        assert len(teacher.requests) == sent, "a re-run paid for answers it already had"
+    by_name = {c.name: c for c in results.candidates}
+    distilled, plain = by_name["finetune-distilled@teacher"], by_name["finetune"]
+    report = distilled.details["distillation"]
+    rows = [json.loads(line) for line in (task.parent / "runs/tiny-task" / report["answers_file"]).read_text().splitlines()]
+    assert distilled.baseline == "distill" and distilled.config is not None and plain.config is not None
+    assert len(rows) == report["answers"] == results.data["sizes"]["train"] and all(r["output"] for r in rows)
+    assert all(r["output"] == r["reference"] for r in rows)  # this teacher writes the reference answers
+    assert report["cost_usd"] == pytest.approx(len(rows) * (21 * PRICE_IN + 4 * PRICE_OUT) / 1e6)
+    assert distilled.one_off_cost_usd >= report["cost_usd"] > 0
+    assert again.candidate("finetune-distilled@teacher").details["distillation"]["from_cache"] == len(rows)

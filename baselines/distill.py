@@ -1,0 +1,87 @@
+"""Distillation: the usual path from an API bill to a small model. A ``compare:`` endpoint with
+``distill: all`` writes the answer of every training input (with the task's prompt), the answers
+and what they cost are kept in ``runs/<name>/distill/``, and a pilot trained on them is measured
+as its own candidate, ``finetune-distilled@<name>``, beside the plain pilot: the verdict then says
+whether distillation closes the gap to the compared model.
+
+The teacher's answers are cached like every endpoint answer, so a re-run pays nothing again; their
+cost is the candidate's one-off cost (with its training time).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from foundation.generation import generate, task_messages, task_prompts
+from baselines.base import RunContext, register_baseline
+from baselines.finetune import Pilot, _stage_text, train_pilot
+
+
+def teacher(task):
+    return next((m for m in task.compare if m.distill != "off"), None)
+
+
+@register_baseline("distill", order=5, kind="Fine-tuned on a compared model's answers (distillation)",
+                   headline="Distil the compared model", fine_tuned=True,
+                   action="Fine-tune the model on answers the compared model wrote for your training inputs, "
+                          "and ship the small model.",
+                   when=lambda task: teacher(task) is not None and task.baselines.finetune.enabled)
+def run_distill(ctx: RunContext):
+    task, cfg = ctx.task, teacher(ctx.task)
+    if ctx.splits.kind != "sft":
+        ctx.extras.setdefault("not_measured", []).append(
+            "distill: distillation writes answers for input → output records; this data is preference data.")
+        return []
+    train, report = distilled_train(ctx, cfg)
+    if not train:
+        ctx.extras.setdefault("not_measured", []).append(
+            f"finetune-distilled@{cfg.name}: the teacher wrote no non-empty answer; nothing to train on.")
+        return []
+    tok = ctx.tokenizer
+    prompts = task_prompts(tok, task.prompt, ctx.splits.eval)
+    pilot = Pilot(
+        name=f"finetune-distilled@{cfg.name}", baseline="distill", adapter=f"distilled-{_safe(cfg.name)}",
+        label=f"Pilot fine-tune on {cfg.name}'s answers (LoRA)", eval_prompts=prompts,
+        answer_one=lambda model, i: generate(model, tok, [prompts[i]], task.generation, batch_size=1),
+        describe=lambda config, steps: (f"pilot LoRA r={config.params['rank']} {_stage_text(config)} on "
+                                        f"{len(train)} answers written by {cfg.name} ({cfg.model}), {steps} steps"))
+    candidate = train_pilot(replace(ctx, splits=replace(ctx.splits, train=train)), pilot)
+    candidate.details["distillation"] = report
+    if report["cost_usd"] is not None:
+        candidate.one_off_cost_usd += report["cost_usd"]
+    return [candidate]
+
+
+def distilled_train(ctx: RunContext, cfg) -> tuple[list, dict]:
+    """The training records with the teacher's answers as outputs (empty answers dropped), and the
+    report: how many, billed tokens, cost, where they are kept."""
+    from foundation.endpoints import EndpointModel, endpoint_for
+
+    task, records = ctx.task, ctx.splits.train
+    model = EndpointModel(endpoint_for(task, cfg.name, "distill"))
+    conversations = [task_messages(task.prompt, r) for r in records]
+    with ctx.progress.task(f"{cfg.name} writes {len(records)} training answers", total=len(records)) as advance:
+        gens = model.answer(conversations, task.generation, on_batch=advance)
+    replies = gens.replies
+    fresh = [r for r in replies if not r.cached]
+    folder = ctx.run_dir / "distill"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{_safe(cfg.name)}.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for r, reply in zip(records, replies):
+            f.write(json.dumps({"input": r.input, "output": reply.text, "reference": r.output,
+                                "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens},
+                               ensure_ascii=False) + "\n")
+    cost = model.cost(replies)
+    report = {"teacher": cfg.name, "teacher_model": cfg.model, "inputs": cfg.distill, "answers": len(replies),
+              "empty_answers": sum(not reply.text for reply in replies), "from_cache": len(replies) - len(fresh),
+              "prompt_tokens": sum(r.prompt_tokens or 0 for r in replies),
+              "completion_tokens": sum(r.completion_tokens or 0 for r in replies),
+              "cost_usd": cost, "priced": cost is not None, "answers_file": str(path.relative_to(ctx.run_dir))}
+    (folder / f"{_safe(cfg.name)}.summary.json").write_text(json.dumps(report, indent=2))
+    train = [replace(r, output=reply.text) for r, reply in zip(records, replies) if reply.text]
+    return train, report
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
