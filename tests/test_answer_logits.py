@@ -105,3 +105,19 @@ def test_virtual_token_adapters_keep_the_full_logits():
     assert slices_logits(get_peft_model(fresh_tiny()[0], LoraConfig(r=4, task_type="CAUSAL_LM")))
     assert not slices_logits(get_peft_model(fresh_tiny()[0], PromptTuningConfig(num_virtual_tokens=4,
                                                                                  task_type="CAUSAL_LM")))
+
+
+def test_cpu_sft_micro_batch_holds_two_long_rows_and_keeps_short_batches_whole():
+    """FT + RAG records (~450 tokens with retrieved pages) train 2 rows at a time under 4 GB; the plain
+    pilot's short records keep their batch of 8; the path before keeps its own cap."""
+    from tuner.training import CPU_SFT_MICRO_TOKENS, TrainSettings, prepare_device
+
+    long_rows = TrainSettings(batch_size=8, max_seq_length=456)
+    prepare_device(None, long_rows, "cpu", micro_tokens=CPU_SFT_MICRO_TOKENS)
+    assert (long_rows.batch_size, long_rows.grad_accum) == (2, 4)
+    short = TrainSettings(batch_size=8, max_seq_length=128)
+    prepare_device(None, short, "cpu", micro_tokens=CPU_SFT_MICRO_TOKENS)
+    assert (short.batch_size, short.grad_accum) == (8, 1)
+    before = TrainSettings(batch_size=8, max_seq_length=456)
+    prepare_device(None, before, "cpu")
+    assert (before.batch_size, before.grad_accum) == (8, 1)

@@ -35,7 +35,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     output_dir: str | None = None
     micro_batch_from_memory: bool = False  # CUDA: grow the micro-batch to what fits (tuner.cuda)
-    answer_logits: bool = True  # logits at the answer positions only, no attention mask (False: the path before)
+    answer_logits: bool = True  # logits at the answer positions only, no mask, CPU_SFT_MICRO_TOKENS (False: the path before)
 
 
 @dataclass
@@ -250,22 +250,28 @@ def apply_adapter(model, adapter, device: str = "cpu"):
 
 
 CPU_MICRO_TOKENS = 4096  # sequence tokens one CPU micro-batch may hold (rows × rows per record × length)
+# SFT with answer-position logits: what is left is the layers' saved activations, ~1 GB a 436-token fp32
+# row of SmolLM2-135M with LoRA (peak RSS 3.0 / 5.0 / 10.0 GB at 2 / 4 / 8 rows): 2 such rows a micro-batch
+# keep an FT + RAG pilot under 4 GB; short records (the plain pilot's ~55 tokens) still take 8 at once.
+CPU_SFT_MICRO_TOKENS = 1024
 
 
-def prepare_device(model, settings: TrainSettings, device: str, rows_per_record: int = 1) -> None:
+def prepare_device(model, settings: TrainSettings, device: str, rows_per_record: int = 1,
+                   micro_tokens: int | None = None) -> None:
     """On CUDA: the SDPA kernels, and with ``micro_batch_from_memory`` the largest micro-batch that
     fits (``settings`` changed in place; ``rows_per_record`` sequences each, 2 for a preference pair).
     On CPU: at most ``CPU_MICRO_TOKENS`` tokens a micro-batch, the rest by gradient accumulation (the
     effective batch stays): DPO on 8 pairs with ~450-token prompts (retrieved pages, as in an FT + RAG
     pilot; 49k-token vocabulary, fp32 logits) peaked at 21 GB without it and 12 GB with it, at the
-    same step time (``bench/bench_cpu_memory.py``)."""
+    same step time (``bench/bench_cpu_memory.py``). ``micro_tokens`` replaces that cap (SFT's own,
+    ``CPU_SFT_MICRO_TOKENS``)."""
     if not device.startswith("cuda"):
-        per_row = rows_per_record * settings.max_seq_length
-        if settings.batch_size * per_row > CPU_MICRO_TOKENS and settings.batch_size > 1:
+        per_row, cap = rows_per_record * settings.max_seq_length, micro_tokens or CPU_MICRO_TOKENS
+        if settings.batch_size * per_row > cap and settings.batch_size > 1:
             effective = settings.batch_size * settings.grad_accum
             from tuner.space import micro_batches
 
-            settings.batch_size, settings.grad_accum = micro_batches(effective, max(1, CPU_MICRO_TOKENS // per_row))
+            settings.batch_size, settings.grad_accum = micro_batches(effective, max(1, cap // per_row))
         return
     from tuner import cuda as fast
 
@@ -315,7 +321,7 @@ def train_sft(model, tokenizer, records: list[Record], *, prompt, settings: Trai
     torch.manual_seed(settings.seed)
     model = apply_adapter(model, adapter, device)
     counts = count_parameters(model)
-    prepare_device(model, settings, device)
+    prepare_device(model, settings, device, micro_tokens=CPU_SFT_MICRO_TOKENS if settings.answer_logits else None)
     steps = plan_steps(len(records), settings)
     cbs, time_limit = step_callbacks(callbacks, settings, on_step)
     trainer = _plain_loss_trainer()(model=model, args=sft_args(settings, steps, device), processing_class=tokenizer,
