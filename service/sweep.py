@@ -24,7 +24,8 @@ def open_studies(url: str):
 
     with _lock:
         if url not in _storages:
-            kw = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+            kw = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {
+                "pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
             _storages[url] = RDBStorage(driver_url(url), engine_kwargs=kw)
         return _storages[url]
 

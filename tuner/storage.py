@@ -102,7 +102,8 @@ def open_storage(url: str, tune):
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     url = driver_url(url)
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {
+        "pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}  # a silent server: an error in 10 s, not a hang
     for attempt in range(6):
         try:
             return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=tune.heartbeat_s,
