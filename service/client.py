@@ -29,6 +29,10 @@ TIMEOUT_S = 120
 STREAM_TIMEOUT_S = 60
 
 
+class Unreachable(AdviseError):
+    """The server did not answer (refused, timed out, reset): ``follow`` tries again."""
+
+
 def check_server(server: str) -> str:
     """The server's base URL, checked before anything connects: http or https, a host, a valid port.
 
@@ -104,9 +108,9 @@ def _request(url: str, token: str | None, *, data: bytes | None = None, content_
             raise AdviseError(detail) from None
         raise AdviseError(f"the server answered {e.code}: {detail or e.reason}", where="--server") from None
     except urllib.error.URLError as e:
-        raise AdviseError(f"cannot reach {url}: {e.reason}", where="--server") from None
+        raise Unreachable(f"cannot reach {url}: {e.reason}", where="--server") from None
     except (OSError, http.client.HTTPException) as e:  # a timeout, a connection reset, not HTTP at all
-        raise AdviseError(f"cannot reach {url}: {type(e).__name__}: {e}", where="--server") from None
+        raise Unreachable(f"cannot reach {url}: {type(e).__name__}: {e}", where="--server") from None
 
 
 def submit(task_file: Path, server: str, *, token: str | None = None, mode: str = "run", tune: bool = True,
@@ -129,7 +133,7 @@ def follow(server: str, run_id: int, token: str | None, echo, reconnects: int = 
         try:
             if _read_stream(f"{base}/api/runs/{run_id}/events?after={state['last']}", run_id, token, echo, state):
                 break
-        except (OSError, ValueError):  # the connection dropped mid-stream
+        except (OSError, ValueError, Unreachable):  # the connection dropped mid-stream, or the server restarts
             pass
         time.sleep(2)
     with _request(f"{base}/api/runs/{run_id}", token) as r:
