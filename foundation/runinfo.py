@@ -64,10 +64,14 @@ def _cpu_model() -> str:
 
 
 def new_results(task, device: str, data_stats: dict) -> Results:
-    """An empty results record for ``task``, marked interrupted until a command completes it."""
+    """An empty results record for ``task``, marked interrupted until a command completes it. The
+    task is kept without secrets (a ``tune.storage`` URL's password): results.json gets shared."""
+    from foundation.secrets import redact_values
+
     return Results(advise_version=__version__, status="interrupted",
                    created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   task=task.model_dump(mode="json"), environment=environment(device), data=data_stats, candidates=[])
+                   task=redact_values(task.model_dump(mode="json")), environment=environment(device), data=data_stats,
+                   candidates=[])
 
 
 @contextlib.contextmanager

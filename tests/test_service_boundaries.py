@@ -72,6 +72,15 @@ def test_an_api_key_from_the_environment_is_stripped_or_refused_unquoted(monkeyp
     assert e.value.where == "compare.0.api_key_env" and ENV_KEY not in str(e.value)
 
 
+def test_results_json_keeps_no_storage_password(tmp_path):
+    from advisor.tasks import load_task
+    from foundation.runinfo import new_results
+
+    path = write_task(tmp_path / "t", corpus=False, extra="tune: {storage: 'postgresql://me:pw-secret-0123@db/x'}")
+    results = new_results(load_task(path), "cpu", {})
+    assert results.task["tune"]["storage"] == "postgresql://me:[redacted]@db/x"
+
+
 def test_a_tokens_file_with_crlf_line_ends_is_read_stripped(tmp_path):
     path = tmp_path / "tokens"
     path.write_bytes(f"# role name token\r\nread manager {READ}\r\nsubmit engineer {SUBMIT} \r\n".encode())
