@@ -26,9 +26,9 @@ WRONG = "wrong-secret-0123456789abcdef"
 ENV_KEY = "env-api-key-secret-0123456789"
 
 
-def _advise(*args: str, extra_env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+def _advise(*args: str, extra_env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*ADVISE, *args], env={**env(), **(extra_env or {})}, capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+                          timeout=timeout)
 
 
 def _files_holding(root, secret: str, skip=()) -> list[str]:
@@ -120,7 +120,8 @@ def test_log_lines_and_tracebacks_are_redacted():
 @pytest.mark.service
 def test_a_planted_secret_is_in_no_output_and_no_file(tmp_path):
     """Tokens from a CRLF file and in $ADVISE_TOKEN with a trailing CR LF, a wrong token, an unusable
-    one, a secret-named environment variable on the server: every output and every file is grepped."""
+    one, a secret-named environment variable on the server (so in its job's too): a run on the tiny
+    model goes to its verdict, and every output, answer, log and file written is grepped."""
     tokens = tmp_path / "tokens.txt"
     tokens.write_bytes(f"read manager {READ}\r\nsubmit engineer {SUBMIT}\r\n".encode())
     folder = write_task(tmp_path / "task", corpus=False).parent
@@ -128,11 +129,11 @@ def test_a_planted_secret_is_in_no_output_and_no_file(tmp_path):
     bad.write_text(bad.read_text().replace("seed: 0", "seed: 0\nsed: 1"))
     data = tmp_path / "data"
     outputs = []
-    with serve(data, "--tokens", str(tokens), "--workers", "0", env_extra={"MY_SERVICE_API_KEY": ENV_KEY}) as url:
-        ok = _advise("submit", str(folder / "task.yaml"), "--server", url, "--json",
-                     extra_env={"ADVISE_TOKEN": SUBMIT + "\r\n"})
+    with serve(data, "--tokens", str(tokens), env_extra={"MY_SERVICE_API_KEY": ENV_KEY}) as url:
+        ok = _advise("submit", str(folder / "task.yaml"), "--server", url, "--json", "--wait", "--no-tune",
+                     extra_env={"ADVISE_TOKEN": SUBMIT + "\r\n"}, timeout=600)
         assert ok.returncode == 0, ok.stderr
-        assert re.search(r"submitted run \d+", ok.stderr), ok.stderr
+        assert re.search(r"submitted run \d+", ok.stderr) and "verdict: " in ok.stderr, ok.stderr
         wrong = _advise("submit", str(folder / "task.yaml"), "--server", url, "--token", WRONG)
         assert wrong.returncode == 2 and "401" in wrong.stderr, wrong.stderr
         broken = _advise("submit", str(folder / "task.yaml"), "--server", url, "--token", f"x\x01{SUBMIT}")
@@ -146,7 +147,13 @@ def test_a_planted_secret_is_in_no_output_and_no_file(tmp_path):
                                   timeout=10)
         assert unparsable.status_code == 422
         outputs += [too_long.text, unparsable.text]
-        assert run_state(url, 1, {"Authorization": f"Bearer {READ}"})["submitter"] == "engineer"
+        run = run_state(url, 1, {"Authorization": f"Bearer {READ}"})
+        assert run["submitter"] == "engineer" and run["status"] == "complete"
+        for f in run["files"]:  # what the run wrote, as the API serves it
+            got = requests.get(f"{url}/api/runs/1/files/{f['path']}", headers={"Authorization": f"Bearer {READ}"},
+                               timeout=30)
+            outputs.append(got.content.decode("utf-8", "replace"))
+        assert any(f["path"] == "results.json" for f in run["files"]), run["files"]
     outputs.append((tmp_path / f"serve-{url.rsplit(':', 1)[1]}.log").read_text())
     for secret in (READ, SUBMIT, WRONG, ENV_KEY):
         assert not [o for o in outputs if secret in o], secret
