@@ -120,7 +120,7 @@ def login(request: Request, token: Annotated[str, Form(max_length=500)], next: A
     if found is None:
         return _page(request, "login.html", status=401, next=_local_path(next), error="unknown token")
     response = RedirectResponse(_local_path(next), status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+    response.set_cookie(COOKIE, found.secret, httponly=True, samesite="strict", secure=request.url.scheme == "https",
                         max_age=30 * 24 * 3600)
     return response
 
