@@ -103,7 +103,7 @@ def _read_regular(path: Path, shown: str, limit: int = 1 << 20) -> str:
         if info.st_size > limit:
             raise AdviseError(f"is {info.st_size} bytes; a tokens file is at most {limit} bytes", file=shown)
         with open(path, "rb") as f:
-            return f.read(limit + 1).decode("utf-8")
+            return f.read(limit + 1).decode("utf-8-sig")  # a BOM (Windows editors) is not part of the first role
     except OSError as e:
         raise AdviseError(f"cannot read the tokens file: {(e.strerror or str(e)).lower()}", file=shown) from None
     except UnicodeDecodeError:

@@ -81,9 +81,9 @@ def test_results_json_keeps_no_storage_password(tmp_path):
     assert results.task["tune"]["storage"] == "postgresql://me:[redacted]@db/x"
 
 
-def test_a_tokens_file_with_crlf_line_ends_is_read_stripped(tmp_path):
+def test_a_tokens_file_with_a_bom_and_crlf_line_ends_is_read_stripped(tmp_path):
     path = tmp_path / "tokens"
-    path.write_bytes(f"# role name token\r\nread manager {READ}\r\nsubmit engineer {SUBMIT} \r\n".encode())
+    path.write_bytes(f"\ufeffread manager {READ}\r\n# role name token\r\nsubmit engineer {SUBMIT} \r\n".encode())
     assert [(t.role, t.name, t.secret) for t in read_tokens(path)] == [
         ("read", "manager", READ), ("submit", "engineer", SUBMIT)]
     os.mkfifo(tmp_path / "pipe")
