@@ -25,7 +25,7 @@ from pathlib import Path
 from foundation.secrets import redact
 from service import lifecycle
 from service.sync import FileSync
-from service.uploads import safe_name, unpack_bundle
+from service.uploads import relative_text, safe_name, unpack_bundle
 
 log = logging.getLogger("advise.service")
 STOP_GRACE_S = 30  # after SIGINT, the child may save what it measured for this long
@@ -194,6 +194,7 @@ class _Relay(threading.Thread):
         super().__init__(daemon=True, name=f"advise-relay-{job['id']}")
         self.ctx, self.job, self.run_id, self.fd = ctx, job, run["id"], fd
         self.error: str | None = None
+        self.job_dir = ctx.settings.data_dir / "jobs" / str(job["id"])
 
     def run(self) -> None:
         with os.fdopen(self.fd, "r", encoding="utf-8", errors="replace") as pipe:
@@ -209,6 +210,8 @@ class _Relay(threading.Thread):
 
     def _handle(self, kind: str, data: dict) -> None:
         store, run_id = self.ctx.store, self.run_id
+        if isinstance(data.get("message"), str):  # the worker's folders are no one's business: paths as in the upload
+            data["message"] = relative_text(relative_text(data["message"], self.job_dir / "task"), self.job_dir)
         if kind == "failure":
             self.error = data.get("message")
         elif kind == "summary":

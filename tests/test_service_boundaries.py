@@ -103,6 +103,33 @@ def test_a_job_s_events_and_log_tail_are_redacted(monkeypatch, capsys, tmp_path)
     assert ENV_KEY not in _log_tail(tmp_path / "job.log") and secrets.SHOWN in _log_tail(tmp_path / "job.log")
 
 
+def test_a_job_s_messages_name_paths_as_in_the_upload_not_the_worker_s_folders(tmp_path):
+    import json
+
+    from service.settings import make_settings
+    from service.store import Store
+    from service.worker import WorkerContext, _Relay
+
+    settings = make_settings(data_dir=tmp_path / "data")
+    settings.data_dir.mkdir()
+    store = Store(settings.db_url)
+    run_id = store.create_run(name="t", mode="run", submitter="me", bundle_id=store.add_bundle(b"z", "0"),
+                              task_path="task.yaml", tune=False, workers=1, warnings="[]")
+    job = store.job(store.create_job(run_id, "main"))
+    task_root = (settings.data_dir / "jobs" / str(job["id"]) / "task").resolve()
+    read, write = os.pipe()
+    relay = _Relay(WorkerContext(settings, store, None), job, store.run(run_id), read)
+    relay.start()
+    with os.fdopen(write, "w") as pipe:
+        pipe.write(json.dumps({"kind": "log", "message": f"wrote {task_root}/runs/t/report.html"}) + "\n")
+        pipe.write(json.dumps({"kind": "failure", "message": f"{task_root}/data/train.jsonl: line 3: bad"}) + "\n")
+    relay.join(timeout=10)
+    messages = [e["data"]["message"] for e in store.events(run_id)]
+    assert messages == ["wrote runs/t/report.html", "data/train.jsonl: line 3: bad"], messages
+    assert relay.error == "data/train.jsonl: line 3: bad"
+    store.close()
+
+
 def test_log_lines_and_tracebacks_are_redacted():
     secrets.remember(SUBMIT)
     record = logging.LogRecord("advise.service", logging.ERROR, __file__, 1, "token %s refused", (SUBMIT,), None)
