@@ -21,6 +21,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
 from foundation.errors import AdviseError
+from foundation.secrets import redact
 from foundation.results import Trial
 from reports.format import fmt_money, fmt_quality
 from service import lifecycle
@@ -146,7 +147,7 @@ def submit_upload(state, files: list[tuple[str, Any]], *, task: str | None, mode
         try:
             lifecycle.start_run(store, state.queue, run_id)
         except Exception as e:  # the queue is down: say so, and leave no run waiting forever
-            store.update_run(run_id, status="failed", stage="failed", error=f"could not queue the run: {e}")
+            store.update_run(run_id, status="failed", stage="failed", error=redact(f"could not queue the run: {e}"))
             raise HTTPException(503, f"the job queue is not reachable: {str(e).splitlines()[0]}") from None
         return run_id
     finally:

@@ -56,7 +56,7 @@ def run_job(ctx: WorkerContext, job_id: int) -> None:
         status, error, code = _run(ctx, job, run)
     except Exception as e:  # the worker's own failure (disk, database): the job fails, the worker goes on
         log.exception("job %s failed in the worker", job_id)
-        error = f"the worker failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        error = redact(f"the worker failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     finally:
         if store.finish_job(job_id, status, error=error, exit_code=code):
             store.add_event(run["id"], job_id, "job", {"job": job_id, "role": job["role"], "status": status,
