@@ -47,6 +47,8 @@ def check_server(server: str) -> str:
         raise AdviseError(f"not a URL ({e})", where="--server") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise AdviseError(f"expected http://host:port or https://host, got {redact(url)!r}", where="--server")
+    if parts.query or parts.fragment:
+        raise AdviseError("give the server's base URL, without ?query or #fragment", where="--server")
     if any(not 32 < ord(c) < 127 for c in url):
         raise AdviseError("the URL holds a space, a control or a non-ASCII character", where="--server")
     return url.rstrip("/")
