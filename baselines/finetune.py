@@ -80,9 +80,9 @@ def train_pilot(ctx: RunContext, pilot: Pilot):
     embedder = ctx.embedder if METRICS[task.metric.name].needs_embedder else None
     curve = None
     if splits.validation:
-        evaluator = Evaluator(task, ctx.tokenizer, splits.validation[: cfg.curve_records], embedder,
-                              messages_for=pilot.validation_messages)
-        curve = LearningCurve(evaluator.scores, loss=None if splits.kind != "sft" else evaluator.loss)
+        records = splits.validation[: cfg.curve_records]  # on a CPU in one batch: decoding runs once for all
+        curve = LearningCurve(Evaluator(task, ctx.tokenizer, records, embedder, messages_for=pilot.validation_messages,
+                                        batch_size=len(records) if ctx.device == "cpu" else None).scores)
     # The pilot's batch is its micro-batch: no accumulation unless memory forces it.
     batch = int(config.params["batch_size"])
     trained = train_config(config, kit, micro_batch_size=batch,

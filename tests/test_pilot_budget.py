@@ -57,8 +57,9 @@ def test_a_clear_rise_trains_on(tmp_path):
 
 
 def test_a_pilot_stopped_by_its_time_budget_says_so_in_results_terminal_and_report(tmp_path):
-    path = write_task(tmp_path / "t", corpus=False)
-    path.write_text(path.read_text().replace("finetune: {max_steps: 3,", "finetune: {max_steps: 6, time_budget_s: 0.001,"))
+    path = write_task(tmp_path / "t", corpus=False)  # the prompts and the pilot: RAG and FT + RAG are left out
+    path.write_text(path.read_text().replace("finetune: {max_steps: 3,", "finetune: {max_steps: 6, time_budget_s: 0.001,")
+                    .replace("rag: {chunk_tokens: 32, chunk_overlap: 8, top_k: 2}", "rag: {enabled: false}"))
     r = advise("run", path, "--no-tune")
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "t/runs/tiny-task"

@@ -2,11 +2,10 @@
 training while the curve still rises beyond noise.
 
 A pilot is a short, fixed run, and the verdict rests on it. So it scores the validation split
-(at most ``curve_records`` of it, one batched generation each time) at a third, two thirds and
-the end of its steps, with the teacher-forced validation loss (one forward pass) beside it.
-Training goes on in rounds of half the pilot's steps (same settings, the learning-rate schedule
-starting again), up to ``baselines.finetune.max_extensions`` rounds, only when quality rose over
-the last third by more than ``verdict.min_gain`` *and* by more than noise: the same validation
+(at most ``curve_records`` of it; on a CPU in one batch, so decoding runs once for all of them:
+bench/results/curve.json) at a third, two thirds and the end of its steps. Training goes on in
+rounds of half the pilot's steps (same settings, the learning-rate schedule starting again), up
+to ``baselines.finetune.max_extensions`` rounds, only when quality rose over the last third by more than ``verdict.min_gain`` *and* by more than noise: the same validation
 examples are compared before and after, and the examples that got better must outnumber those
 that got worse by a one-sided sign test at ``NOISE_P`` (so one or two examples flipping never
 extend a run). A curve still rising when the pilot stopped is reported: the verdict then says a
@@ -83,22 +82,18 @@ class LearningCurve:
     eval_seconds: float = 0.0
     extended_steps: int = 0
     stopped: str = ""
-    loss: object = None  # model -> teacher-forced validation loss (tuner.evaluate.Evaluator.loss), or None
     scores: list[list[float]] = field(default_factory=list)  # per-example scores of each point
-    losses: list[float] = field(default_factory=list)
     cut_short: str = ""  # the planned steps were not all trained: why, and how many were
 
     outside_seconds: float = 0.0  # of eval_seconds, those spent after training (not in its clock)
 
     def score(self, step: int, model, in_training: bool = True) -> None:
-        """Score ``model`` at ``step``: the metric on every validation example, and the loss."""
+        """Score ``model`` at ``step``: the metric on every validation example."""
         t0 = time.perf_counter()
         scores = self.evaluate(model)
         scores = [float(scores)] if isinstance(scores, (int, float)) else [float(v) for v in scores]
         self.points.append((step, sum(scores) / max(1, len(scores))))
         self.scores.append(scores)
-        if self.loss is not None:
-            self.losses.append(float(self.loss(model)))
         self.eval_seconds += time.perf_counter() - t0
         if not in_training:
             self.outside_seconds += time.perf_counter() - t0
@@ -129,8 +124,6 @@ class LearningCurve:
         out = {"steps": [s for s, _ in self.points], "validation": [v for _, v in self.points],
                "still_improving": self.rising(min_gain), "extended_steps": self.extended_steps,
                "stopped": self.stopped, "cut_short": self.cut_short, "eval_seconds": self.eval_seconds}
-        if self.losses:
-            out["validation_loss"] = self.losses
         if len(self.points) >= 2 and all(len(s) > 1 for s in self.scores):
             better, worse = changed(self.scores[_reference(self.points)], self.scores[-1])
             out["last_third"] = {"better": better, "worse": worse, "p": sign_test_p(better, worse)}

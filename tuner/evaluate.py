@@ -23,6 +23,7 @@ class Evaluator:
     embedder: object = None
     prompts: list = field(default_factory=list)
     messages_for: object = None  # record -> prompt messages, when not the task's own (FT + RAG)
+    batch_size: int | None = None  # generation's batch (None: generation.batch_size)
 
     def __post_init__(self):
         if self.messages_for is None:
@@ -35,7 +36,7 @@ class Evaluator:
         was_training = model.training
         model.eval()
         try:
-            return generate(model, self.tokenizer, self.prompts, self.task.generation).texts
+            return generate(model, self.tokenizer, self.prompts, self.task.generation, batch_size=self.batch_size).texts
         finally:
             self.tokenizer.padding_side = side
             if was_training:
@@ -52,15 +53,6 @@ class Evaluator:
 
     def mean(self, model) -> float:
         return sum(self.scores(model)) / len(self.records)
-
-    def loss(self, model) -> float:
-        """Teacher-forced validation loss: the mean over records of the negative log-likelihood per
-        reference-answer token (one forward pass, no generation); on preference data, the chosen answer's."""
-        from foundation.likelihood import answer_logprobs
-
-        logprobs = answer_logprobs(model, self.tokenizer, self.prompts, [r.output for r in self.records],
-                                   batch_size=self.task.generation.batch_size)
-        return -sum(logprobs) / max(1, len(logprobs))
 
     def latency_ms(self, model, n: int) -> list[float]:
         model.eval()
