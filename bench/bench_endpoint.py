@@ -10,6 +10,9 @@ concurrency buys against this server (a hosted API serves many requests in paral
 one-process CPU server can only overlap HTTP and tokenisation with generation).
 
     python bench/bench_endpoint.py [--questions 24] [--concurrency 4] [--reps 2] [--continuous-batching]
+
+Results: bench/results/endpoint.json (the server as `transformers serve` starts by default: one
+request generated at a time) and endpoint_continuous_batching.json (--continuous-batching).
 """
 from __future__ import annotations
 
@@ -42,14 +45,14 @@ def one_pass(url: str, folder: str, convs, concurrency: int, max_tokens: int) ->
             "completion_tokens": sum(r.completion_tokens or 0 for r in replies)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--questions", type=int, default=24)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--continuous-batching", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     quiet_libraries()
     from endpoint_servers import TransformersServe
     from foundation.models import bundled_model_dir
@@ -75,10 +78,11 @@ def main() -> None:
                "completion_tokens_per_pass": runs[1][0]["completion_tokens"]}
     print(machine_line())
     print_table([(k, f"{v:.3f}" if isinstance(v, float) else v) for k, v in figures.items()])
-    path = write_result(NAME, figures=figures, parameters=vars(args) | {"server": "transformers serve",
+    path = write_result(NAME + ("_continuous_batching" if args.continuous_batching else ""), figures=figures, parameters=vars(args) | {"server": "transformers serve",
                                                                      "model": "bundled SmolLM2-135M-Instruct"},
                         raw={str(c): [{k: v for k, v in r.items() if k != "texts"} for r in rs] for c, rs in runs.items()})
     print(f"wrote {path}")
+    return figures
 
 
 if __name__ == "__main__":

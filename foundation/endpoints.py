@@ -136,6 +136,8 @@ class Endpoint:
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
         replies: list[Reply | None] = [None] * len(conversations)
+        if any(self.cache.get(self.request_key(m, params, salt)) is None for m in conversations):
+            self.client  # noqa: B018  (made once here, not by each thread; a missing key fails before any request)
         t0 = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=concurrency or self.cfg.concurrency)
         try:
