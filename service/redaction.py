@@ -49,6 +49,7 @@ class RedactingFilter(logging.Filter):
         except Exception:  # a malformed log call: leave it to logging's own error report
             return True
         record.msg, record.args = redact(message), ()
+        record.__dict__.pop("color_message", None)  # uvicorn's coloured copy would be formatted with the args
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True
