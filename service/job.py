@@ -201,6 +201,7 @@ def _die_with_parent() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    spec.setdefault("storage", os.environ.get("ADVISE_JOB_STORAGE"))  # kept out of job.json: it may hold a password
     fd = os.environ.get("ADVISE_EVENTS_FD")
     emit = Emitter(int(fd) if fd else None)
     _die_with_parent()

@@ -76,7 +76,7 @@ def _prepare(ctx: WorkerContext, job: dict, run: dict) -> tuple[Path, Path]:
 
 def _spec(ctx: WorkerContext, job: dict, run: dict, task_file: Path) -> dict:
     return {"job": job["id"], "run": run["id"], "role": job["role"], "mode": run["mode"], "task": str(task_file),
-            "tune": bool(run["tune"]), "storage": ctx.settings.study_storage, "study_name": run["study_name"],
+            "tune": bool(run["tune"]), "study_name": run["study_name"],  # the storage URL: ADVISE_JOB_STORAGE
             "resume": bool(run["resumes"]) or job["role"] != "main", "allow_remote_code": ctx.settings.allow_remote_code,
             "heartbeat_s": ctx.settings.heartbeat_s}
 
@@ -113,6 +113,7 @@ def _run(ctx: WorkerContext, job: dict, run: dict) -> tuple[str, str | None, int
         child = subprocess.Popen([sys.executable, "-m", "service.job", str(spec_path)], stdin=subprocess.DEVNULL,
                                  stdout=log_file, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
                                  env={**os.environ, "ADVISE_EVENTS_FD": str(write_fd), "PYTHONUNBUFFERED": "1",
+                                      "ADVISE_JOB_STORAGE": ctx.settings.study_storage,  # may hold a password: no file
                                       "ADVISE_PARENT_PID": str(os.getpid())},
                                  start_new_session=True, cwd=str(job_dir))
     os.close(write_fd)
