@@ -115,7 +115,7 @@ def read_tokens(path: Path) -> list[Token]:
     Errors name the line, never the token (nor a field that may be one, in the wrong place)."""
     shown = str(path)
     lines = _read_regular(path, shown).splitlines()
-    tokens = []
+    tokens, seen = [], {}
     for n, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -130,6 +130,9 @@ def read_tokens(path: Path) -> list[Token]:
         role, name, secret = parts[0], parts[1], clean_secret(parts[2], where=n, file=shown)
         if len(secret) < 16:
             raise AdviseError("the token is shorter than 16 characters", file=shown, where=n)
+        if secret in seen:  # which role would it have? give each person a token of their own
+            raise AdviseError(f"the same token as on line {seen[secret]}", file=shown, where=n)
+        seen[secret] = n
         tokens.append(Token(name=name, role=role, secret=secret))
     if not tokens:
         raise AdviseError("no tokens in the file", file=shown)
