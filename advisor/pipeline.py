@@ -125,7 +125,9 @@ def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int =
         t0 = time.perf_counter()
         ctx.model = model = None  # the study loads its own copies
         winner = results.verdict.winner
-        results.study = run_study(task, splits, run_dir=run_dir, progress=progress,
+        # A winner trained on other records (distillation: a compared model's answers) is tuned on them.
+        trained_on = ctx.extras.get("splits", {}).get(winner, splits)
+        results.study = run_study(task, trained_on, run_dir=run_dir, progress=progress,
                                   pilot=results.candidate(winner).config, corpus=corpus,
                                   prompts=ctx.extras.get("prompts", {}).get(winner))
         results.timings["tune"] = time.perf_counter() - t0

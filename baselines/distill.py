@@ -45,7 +45,9 @@ def run_distill(ctx: RunContext):
         answer_one=lambda model, i: generate(model, tok, [prompts[i]], task.generation, batch_size=1),
         describe=lambda config, steps: (f"pilot LoRA r={config.params['rank']} {_stage_text(config)} on "
                                         f"{len(train)} answers written by {cfg.name} ({cfg.model}), {steps} steps"))
-    candidate = train_pilot(replace(ctx, splits=replace(ctx.splits, train=train)), pilot)
+    splits = replace(ctx.splits, train=train)
+    candidate = train_pilot(replace(ctx, splits=splits), pilot)
+    ctx.extras.setdefault("splits", {})[candidate.name] = splits  # the study tunes on them when it wins
     candidate.details["distillation"] = report
     if report["cost_usd"] is not None:
         candidate.one_off_cost_usd += report["cost_usd"]
