@@ -200,3 +200,24 @@ def test_the_judge_is_a_registered_metric_that_needs_the_task():
         MetricConfig(name="llm_judge")
     with pytest.raises(ValueError, match="whole task"):
         score_records(MetricConfig(name="llm_judge", judge="j"), ["a"], [SimpleNamespace(output="a", alternatives=[])])
+
+
+def test_the_verdict_compares_across_models_and_never_takes_unpriced_for_free():
+    import math
+
+    from test_verdict import cand, scores, task
+
+    from advisor.verdict import decide
+
+    same = scores(0.6, seed=4)
+    rag = cand("rag", "rag", same, per_1k=0.05)
+    api = cand("rag@api", "rag", same, per_1k=math.nan)  # as good, no prices: unknown cost
+    priced = cand("rag@cheap", "rag", same, per_1k=0.01)
+    rag.model, api.model, priced.model = "default", "api", "cheap"
+    v = decide([rag, api], task())
+    assert v.winner == "rag" and any("rag@api is unpriced" in r for r in v.reasons)
+    v = decide([api], task())
+    assert v.winner == "rag@api" and any("rag@api is unpriced" in r for r in v.reasons)
+    v = decide([rag, api, priced], task())
+    across = [r for r in v.reasons if r.startswith("Across models:")]
+    assert v.winner == "rag@cheap" and len(across) == 2 and any("rag costs $5.00/month" in r for r in across)
