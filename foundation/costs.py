@@ -1,8 +1,8 @@
 """Money: the hourly price of the hardware, a candidate's cost over the horizon, and the one way
 money is written. The verdict and the reports both use these, so they never disagree.
 
->>> [fmt_money(v) for v in (0, 0.0042, 0.021, 0.34, 3.5, 12345)]
-['$0', '$0.0042', '$0.021', '$0.34', '$3.50', '$12,345']
+>>> [fmt_money(v) for v in (0, 0.0042, 0.021, 0.34, 3.5, 12345, float("nan"))]
+['$0', '$0.0042', '$0.021', '$0.34', '$3.50', '$12,345', 'unpriced']
 """
 from __future__ import annotations
 
@@ -36,8 +36,10 @@ def cost_rank(x: float) -> float:
 
 def fmt_money(x: float | None) -> str:
     """Dollars with two significant digits below $1 (so $0.021 per 1,000 queries does not read as $0.02)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if x is None:
         return "–"
+    if isinstance(x, float) and math.isnan(x):
+        return "unpriced"  # an endpoint without prices: unknown, never free
     if math.isinf(x):
         return "∞"
     if x == 0:

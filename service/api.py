@@ -284,7 +284,9 @@ def _stored(request: Request, run: dict, path: str) -> bytes:
 
 @router.get("/runs/{run_id}/results", summary="results.json as it stands (rewritten after every stage)")
 def results(request: Request, run=Depends(existing_run), _=Depends(require_read)) -> Response:
-    return JSONResponse(json.loads(_stored(request, run, "results.json")), headers={"Cache-Control": "no-store"})
+    # results.json writes an unpriced cost as NaN and an endless one as Infinity; JSON has neither: null.
+    data = json.loads(_stored(request, run, "results.json"), parse_constant=lambda _: None)
+    return JSONResponse(data, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/runs/{run_id}/report", summary="report.html (self-contained; served sandboxed)",
