@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE))
 
 from common import RESULTS_DIR, machine_line, print_table  # noqa: E402
 
-BENCHMARKS = ["training", "preference", "grpo", "generation", "retrieval", "sweep", "cuda", "demo", "endpoint"]
+BENCHMARKS = ["training", "pilot", "preference", "grpo", "generation", "retrieval", "sweep", "cuda", "demo", "endpoint"]
 
 _RUNNER = """
 import json, sys
