@@ -77,7 +77,7 @@ def _measured(path) -> bool:
 
 
 def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int = 1) -> Results:
-    from advisor.verdict import decide
+    from decision.verdict import decide
     from baselines.base import RunContext, load_all
     from foundation.models import load_model, load_tokenizer, pick_device, resolve_model
 
@@ -142,7 +142,7 @@ def _repeat_with_seeds(ctx, results: Results, seeds: int) -> None:
     from dataclasses import replace
 
     from advisor.stability import seed_run, summarize_seeds
-    from advisor.verdict import decide
+    from decision.verdict import decide
     from baselines.base import load_all
 
     task = ctx.task

@@ -30,8 +30,8 @@ def json_schema() -> dict:
     """
     from foundation.config import TaskConfig
     from foundation.metrics import METRICS
-    from tuner.methods import METHODS
-    from tuner.objectives import OBJECTIVES
+    from training.methods import METHODS
+    from training.objectives import OBJECTIVES
 
     schema = TaskConfig.model_json_schema()
     schema["properties"].pop("source_path", None)  # set by load_task, not by the user
@@ -82,9 +82,9 @@ def _nullable(prop: dict) -> dict:
 def search_keys() -> dict[str, dict]:
     """Every key ``tune.search`` takes, as a schema property: the shared and per-method names,
     then ``<method>.<name>`` and ``<objective>.<name>``, each with its default range."""
-    from tuner.methods import HYPERPARAMETERS, METHODS
-    from tuner.objectives import OBJECTIVES
-    from tuner.space import CATALOGUE, SHARED
+    from training.methods import HYPERPARAMETERS, METHODS
+    from training.objectives import OBJECTIVES
+    from training.space import CATALOGUE, SHARED
 
     owners = (*METHODS.values(), *OBJECTIVES.values())
     plain = {hp.name: hp for hp in (*CATALOGUE.values(), *SHARED)}

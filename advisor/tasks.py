@@ -24,7 +24,7 @@ def load_task(path: str | Path) -> TaskConfig:
     Traceback (most recent call last):
     foundation.errors.AdviseError: missing.yaml: file not found
     """
-    from tuner.methods import check_tune_section
+    from training.methods import check_tune_section
     from tuner.storage import check_storage_url, resolve_sqlite
 
     task = read_task(path)
@@ -116,7 +116,7 @@ def _check_objectives(task, splits, corpus, warnings: list[str] | None = None, w
     objectives' own ``applies`` hooks, as the study calls them); with ``warnings``, the listed
     objectives the study will skip. ``with_room``: train prompts leaving room for an answer."""
     from baselines.finetune import pilot_objective
-    from tuner.objectives import OBJECTIVES, ObjectiveFacts, applicable
+    from training.objectives import OBJECTIVES, ObjectiveFacts, applicable
 
     facts = ObjectiveFacts.of(task, splits.kind, corpus, splits.train, with_room)
     if task.baselines.finetune.enabled:
@@ -141,8 +141,8 @@ def _check_methods(task, config, warnings: list[str]) -> str | None:
     none of those listed does, a warning naming those listed that are skipped; with the default
     list, what is skipped is returned for the tune note."""
     from foundation.models import pick_device
-    from tuner.methods import applicable
-    from tuner.modelfacts import facts_from_config
+    from training.methods import applicable
+    from training.modelfacts import facts_from_config
 
     facts = facts_from_config(config, pick_device(task.device), task.tune.memory_budget_gb)
     chosen, excluded = applicable(task.tune.methods, facts)
@@ -178,8 +178,8 @@ def _check_training(task, splits, warnings: list[str], corpus=()) -> list[str]:
     """What the pilot and the study will need; notes on the sequence lengths they will use, and a
     warning when eval references are longer than the answers the model may write."""
     from foundation.models import load_tokenizer, resolve_model
-    from tuner.lengths import NothingToLearn, record_token_lengths, training_length
-    from tuner.modelfacts import facts_from_config, model_config
+    from training.lengths import NothingToLearn, record_token_lengths, training_length
+    from training.modelfacts import facts_from_config, model_config
 
     source = resolve_model(task.model, task.base_dir)
     try:

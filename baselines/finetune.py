@@ -5,7 +5,7 @@ candidate, and the study runs it first when fine-tuning wins.
 The pilot's objective follows the data: SFT on input → output records; SFT on the chosen answers
 then DPO on paired preference data; SFT then KTO on unpaired data (``baselines.finetune.objective``
 picks another). While training it scores the validation split at a third, two thirds and the end
-of its steps, and trains on while that learning curve still rises (``tuner.curve``).
+of its steps, and trains on while that learning curve still rises (``training.curve``).
 
 :func:`train_pilot` is shared with the FT + RAG candidate (``baselines.finetune_rag``), which
 differs only in the prompts it trains and answers with.
@@ -31,7 +31,7 @@ def pilot_objective(task, kind: str) -> str:
 
 def pilot_config(task, max_seq_length: int, objective: str = "sft") -> TrialConfig:
     """``baselines.finetune`` as the configuration of a LoRA trial (``max_seq_length`` resolved:
-    ``tuner.lengths.training_length``)."""
+    ``training.lengths.training_length``)."""
     cfg = task.baselines.finetune
     return TrialConfig(method="lora", objective=objective, params={
         "rank": cfg.rank, "alpha": cfg.alpha, "dropout": 0.0, "target_modules": cfg.target_modules,
@@ -62,12 +62,12 @@ def train_pilot(ctx: RunContext, pilot: Pilot):
     """Train the pilot, follow its learning curve, save it, measure it on eval."""
     from foundation.metrics import METRICS
     from foundation.models import resolve_model
-    from tuner.artifacts import save_trial
-    from tuner.curve import LearningCurve, checkpoints
-    from tuner.evaluate import Evaluator
-    from tuner.lengths import record_token_lengths, training_length
-    from tuner.modelfacts import model_facts
-    from tuner.trial import TrainingKit, planned_steps, train_config, trial_record
+    from training.artifacts import save_trial
+    from training.curve import LearningCurve, checkpoints
+    from training.evaluate import Evaluator
+    from training.lengths import record_token_lengths, training_length
+    from training.modelfacts import model_facts
+    from training.trial import TrainingKit, planned_steps, train_config, trial_record
 
     task, cfg, splits = ctx.task, ctx.task.baselines.finetune, ctx.splits
     fit = training_length(record_token_lengths(ctx.tokenizer, task.prompt, splits.train, pilot.train_messages),
@@ -122,7 +122,7 @@ def cut_short_reason(result, planned: int) -> str:
 def _follow_curve(curve, trained, kit, task):
     """Score the last step (when the time budget stopped training between points), note a run cut
     short, and train on while the curve rises beyond noise; returns the final TrainResult."""
-    from tuner.curve import extend_while_rising
+    from training.curve import extend_while_rising
 
     result, cfg = trained.result, task.baselines.finetune
     if not curve.points or curve.points[-1][0] != result.steps:  # stopped early (time budget)
@@ -132,7 +132,7 @@ def _follow_curve(curve, trained, kit, task):
 
 
 def _details(config: TrialConfig, fit, result, trained, train_seconds: float, key: str) -> dict:
-    from tuner.objectives import OBJECTIVES
+    from training.objectives import OBJECTIVES
 
     details = {"method": config.method, "objective": config.objective,
                "stages": list(result.details.get("stages") or OBJECTIVES[config.objective].stages),
@@ -154,7 +154,7 @@ def _details(config: TrialConfig, fit, result, trained, train_seconds: float, ke
 
 
 def _stage_text(config: TrialConfig) -> str:
-    from tuner.objectives import OBJECTIVES
+    from training.objectives import OBJECTIVES
 
     return " then ".join(s.upper() for s in OBJECTIVES[config.objective].stages)
 

@@ -18,7 +18,7 @@ import time
 from foundation.generation import generate, render_prompt
 from baselines.base import RunContext, register_baseline
 from baselines.finetune import Pilot, _stage_text, train_pilot
-from tuner.trial import TrialPrompts
+from training.trial import TrialPrompts
 
 
 def training_hits(retrieval, records, distractors: int, seed: int, exclude_self: bool) -> list[list[int]]:
@@ -42,7 +42,7 @@ def training_hits(retrieval, records, distractors: int, seed: int, exclude_self:
                    action="Fine-tune the model on prompts with retrieved context and ship it with retrieval: "
                           "neither prompting, retrieval nor fine-tuning alone is good enough.")
 def run_finetune_rag(ctx: RunContext):
-    from tuner.lengths import NothingToLearn
+    from training.lengths import NothingToLearn
 
     retrieval = ctx.extras.get("retrieval")
     if retrieval is None or not retrieval.items:

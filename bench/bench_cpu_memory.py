@@ -1,6 +1,6 @@
 """Peak memory of a CPU DPO run with long prompts: the micro-batch token cap against none.
 
-On CPU ``tuner.training.prepare_device`` splits a batch into micro-batches of at most
+On CPU ``training.training.prepare_device`` splits a batch into micro-batches of at most
 ``CPU_MICRO_TOKENS`` sequence tokens (gradient accumulation keeps the effective batch). This runs
 the ``dpo`` objective on the bundled SmolLM2-135M-Instruct (fp32, LoRA r=8) on pairs whose prompts
 are as long as an FT + RAG prompt with retrieved pages (~450 tokens), batch 8 pairs, twice: with
@@ -30,8 +30,8 @@ from foundation.config import PromptConfig
 from foundation.models import load_model, load_tokenizer, resolve_model
 from foundation.records import Record
 from peft import LoraConfig
-from tuner import training
-from tuner.objectives import OBJECTIVES, TrainingJob
+from training import training
+from training.objectives import OBJECTIVES, TrainingJob
 import tuner  # registers the objectives
 if not {capped}:
     training.CPU_MICRO_TOKENS = 10**9

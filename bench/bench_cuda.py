@@ -1,5 +1,5 @@
 """CUDA training efficiency: LoRA SFT tokens/s, peak memory and MFU through ``train_sft``, before
-and after the CUDA path of ``tuner/cuda.py``, with the loss curves side by side.
+and after the CUDA path of ``training/cuda.py``, with the loss curves side by side.
 
 Runs only where CUDA is present; elsewhere it writes ``bench/results/cuda.json`` with status
 "skipped: no CUDA" and exits 0.
@@ -13,7 +13,7 @@ length (~40-450 prompt tokens, ~15-60 answer tokens). Three runs per model:
   loss, PEFT's fp32 adapter weights, padded batches in random order, a log (host sync) every step;
 - ``after, batch 16``: ``train_sft`` today at the same 16 records a step (same loss curve expected);
 - ``after, token budget``: ``train_sft`` today at ``--big-batch`` records a step, the micro-batch
-  chosen from memory by ``tuner.cuda`` (what a user with a large train set gets).
+  chosen from memory by ``training.cuda`` (what a user with a large train set gets).
 
 Throughput is measured in steady state, between the first and last logged step (logs every 10
 steps on the new path). MFU = tokens/s × FLOPs/token ÷ peak, FLOPs/token = 4N for LoRA (forward 2N
@@ -123,7 +123,7 @@ def _legacy_train(model, tokenizer, recs, settings, adapter, clock, device):
     from trl import SFTConfig, SFTTrainer
 
     from foundation.config import PromptConfig
-    from tuner.training import sft_dataset
+    from training.training import sft_dataset
 
     model = get_peft_model(model, adapter)
     args = SFTConfig(output_dir="/tmp/advise-bench-legacy", max_steps=settings.max_steps,
@@ -144,7 +144,7 @@ def run_config(model_name: str, mode: str, args, tokenizer, recs, device: str, d
     from transformers import AutoModelForCausalLM
 
     from foundation.config import PromptConfig
-    from tuner.training import TrainSettings, train_sft
+    from training.training import TrainSettings, train_sft
 
     cfg = {"smollm2-135m": smollm_config, "llama-1b": llama_1b_config}[model_name]()
     if args.cpu_debug:

@@ -57,7 +57,7 @@ def main(argv=None) -> dict:
     from foundation.generation import generate
     from foundation.likelihood import answer_logprobs
     from foundation.metrics import score_records
-    from tuner.evaluate import Evaluator
+    from training.evaluate import Evaluator
 
     with tempfile.TemporaryDirectory() as tmp:
         ctx, validation, rag_messages = _setup(Path(tmp) / "manual-qa")

@@ -30,7 +30,7 @@ DEFAULT_TASK = ROOT / "examples" / "manual-qa" / "task.yaml"  # what scripts/dem
 
 def advise_cmd() -> list[str]:
     exe = Path(sys.executable).parent / "advise"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "advisor.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "commands.cli"]
 
 
 def watch(proc, results_path: Path, t0: float, timeout: float) -> dict:

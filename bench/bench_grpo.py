@@ -2,8 +2,8 @@
 
 Both sides train the bundled SmolLM2-135M-Instruct (fp32, CPU) with the same LoRA adapter (r=8,
 alpha=16, all linear layers) on the same ticket-routing prompts, through the objectives' own code:
-``tuner.rl.train_grpo`` (metric ``accuracy`` over the four queues as grader, plus the format
-reward) and ``tuner.training.train_sft``. In GRPO the trainer's generation call is timed and its
+``training.rl.train_grpo`` (metric ``accuracy`` over the four queues as grader, plus the format
+reward) and ``training.training.train_sft``. In GRPO the trainer's generation call is timed and its
 completion tokens counted; the policy update is the rest of the step (log-probabilities, loss,
 backward, optimiser), over the prompt + completion tokens TRL counts. SFT's tokens/s is its own
 ``TrainResult`` (non-pad prompt + answer tokens). Runs are interleaved (GRPO, SFT, GRPO, ...).
@@ -45,7 +45,7 @@ def make_task(max_new_tokens: int):
 
 
 def settings_for(steps: int, batch_size: int):
-    from tuner.training import TrainSettings
+    from training.training import TrainSettings
 
     return TrainSettings(max_steps=steps, epochs=1000.0, learning_rate=5e-4, batch_size=batch_size,
                          max_seq_length=256, seed=0)
@@ -71,8 +71,8 @@ def timed_generation():
 
 
 def run_grpo(tokenizer, records, task, settings, generations: int) -> dict:
-    from tuner.objectives import TrainingJob
-    from tuner.rl import train_grpo
+    from training.objectives import TrainingJob
+    from training.rl import train_grpo
 
     clock, restore = timed_generation()
     try:
@@ -94,7 +94,7 @@ def run_grpo(tokenizer, records, task, settings, generations: int) -> dict:
 
 
 def run_sft(tokenizer, records, task, settings) -> dict:
-    from tuner.training import train_sft
+    from training.training import train_sft
 
     result = train_sft(fresh_model(), tokenizer, records, prompt=task.prompt, settings=settings, adapter=lora())
     out = {"train_seconds": result.train_seconds, "steps": result.steps, "tokens_seen": result.tokens_seen,

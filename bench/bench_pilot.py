@@ -48,7 +48,7 @@ def pilot_setup(pilot: str, run_dir: Path):
     from foundation.corpus import load_corpus
     from foundation.data import load_splits
     from foundation.models import load_tokenizer, resolve_model
-    from tuner.lengths import record_token_lengths, training_length
+    from training.lengths import record_token_lengths, training_length
 
     task = load_task(TASK)
     splits = load_splits(task)
@@ -68,11 +68,11 @@ def pilot_setup(pilot: str, run_dir: Path):
 
 
 def model_and_adapter(task, config):
-    """The base model and the pilot's LoRA config, as ``tuner.trial.train_config`` prepares them."""
+    """The base model and the pilot's LoRA config, as ``training.trial.train_config`` prepares them."""
     from foundation.models import load_model, resolve_model
-    from tuner.artifacts import prepare_adapter
-    from tuner.methods import METHODS
-    from tuner.modelfacts import model_facts
+    from training.artifacts import prepare_adapter
+    from training.methods import METHODS
+    from training.modelfacts import model_facts
 
     model = load_model(resolve_model(task.model, task.base_dir), device="cpu", seed=task.seed)
     return model, prepare_adapter(METHODS["lora"], config.params, model_facts(model, "cpu"))[0]
@@ -80,8 +80,8 @@ def model_and_adapter(task, config):
 
 def child_train(pilot: str, path: str, steps: int, run_dir: Path) -> dict:
     from foundation.resources import PeakMemory
-    from tuner import training
-    from tuner.trial import train_settings
+    from training import training
+    from training.trial import train_settings
 
     task, tokenizer, records, messages_for, config = pilot_setup(pilot, run_dir)
     settings = train_settings(config, micro_batch_size=int(config.params["batch_size"]), seed=task.seed)
@@ -105,7 +105,7 @@ def child_losses(pilot: str, n: int, run_dir: Path) -> dict:
     """Each of the first ``n`` records alone, and one batch of 8, through compute_loss on both paths."""
     import torch
 
-    from tuner import training
+    from training import training
 
     task, tokenizer, records, messages_for, config = pilot_setup(pilot, run_dir)
     model, adapter = model_and_adapter(task, config)

@@ -4,8 +4,8 @@ All three sides train the bundled SmolLM2-135M-Instruct (fp32 on CPU) with the s
 (r=8, alpha=16, all linear layers, no dropout), the same seed and batch size, on the same ticket
 records; the rejected answer is another queue name, so a pair is exactly two SFT-sized sequences:
 
-- ``sft``: ``tuner.training.train_sft`` on the chosen answers;
-- ``dpo``: the ``dpo`` objective (``tuner.preference``): reference log-probs precomputed once, before
+- ``sft``: ``training.training.train_sft`` on the chosen answers;
+- ``dpo``: the ``dpo`` objective (``training.preference``): reference log-probs precomputed once, before
   the first step, so a step is a forward and backward of the pair: 2× an SFT step's model work, plus
   (on CPU) TRL's fused LM head scoring every position and recomputing logits in backward (2.5-2.7×
   measured on the shared 2-core machine);
@@ -62,8 +62,8 @@ def params_recorder():
 def make_job(tokenizer, records, args, callbacks=()):
     from foundation.config import PromptConfig
     from foundation.models import load_model, resolve_model
-    from tuner.objectives import TrainingJob
-    from tuner.training import TrainSettings
+    from training.objectives import TrainingJob
+    from training.training import TrainSettings
 
     settings = TrainSettings(max_steps=args.steps, epochs=1000.0, learning_rate=1e-4, batch_size=args.batch_size,
                              max_seq_length=args.max_len, seed=0)
@@ -76,7 +76,7 @@ def dpo_per_step(job):
     """TRL's default: the reference (adapter disabled) runs on every step; same data, same settings."""
     from trl import DPOConfig, DPOTrainer
 
-    from tuner import preference, training
+    from training import preference, training
 
     dataset = preference.pair_dataset(job)
 
@@ -92,7 +92,7 @@ def dpo_per_step(job):
 def run_side(side: str, tokenizer, records, args) -> dict:
     from trl.trainer import dpo_trainer
 
-    from tuner.objectives import OBJECTIVES
+    from training.objectives import OBJECTIVES
 
     recorder, precompute = params_recorder(), []
     job = make_job(tokenizer, records, args, [recorder])

@@ -3,9 +3,9 @@ extract-email example (135M model, 20 steps a trial), with one base model per wo
 a fresh load for every trial (before).
 
 Both runs go through ``advisor.pipeline.tune_task``; "before" turns off the base-model reuse of
-``tuner.trial.TrainingKit`` by patching it in this file. Each trial records its seconds by phase
+``training.trial.TrainingKit`` by patching it in this file. Each trial records its seconds by phase
 (load_model, trainer_setup, optimizer_steps, validation, latency, save, other: see
-``tuner/trial.py``); the figures are their sums over the trials, trials per hour of wall time,
+``training/trial.py``); the figures are their sums over the trials, trials per hour of wall time,
 and the share of a trial's time spent in optimiser steps.
 
     python bench/bench_sweep_cuda.py [--trials 8] [--max-steps 20]
@@ -37,7 +37,7 @@ def _task(folder: Path, args, device: str) -> Path:
 def run(args, reuse: bool, device: str) -> dict:
     from advisor.pipeline import tune_task
     from advisor.tasks import load_task
-    from tuner import trial as trial_module
+    from training import trial as trial_module
 
     folder = Path(tempfile.mkdtemp(prefix="advise-sweep-")) / "extract-email"
     task = load_task(_task(folder, args, device))

@@ -1,4 +1,4 @@
-"""Training throughput: pilot SFT through ``tuner.training.train_sft`` vs a plain PyTorch loop.
+"""Training throughput: pilot SFT through ``training.training.train_sft`` vs a plain PyTorch loop.
 
 Both sides train the same model (bundled SmolLM2-135M-Instruct, fp32 on CPU) with the same LoRA
 adapter (r=8, alpha=16, all linear layers, no dropout), on the *same batches*: a first, untimed
@@ -41,7 +41,7 @@ def fresh_model():
 
 
 def settings_for(steps: int, batch_size: int, max_len: int):
-    from tuner.training import TrainSettings
+    from training.training import TrainSettings
 
     return TrainSettings(max_steps=steps, epochs=1000.0, learning_rate=1e-3, batch_size=batch_size,
                          max_seq_length=max_len, seed=0)
@@ -50,7 +50,7 @@ def settings_for(steps: int, batch_size: int, max_len: int):
 def run_ours(tokenizer, records, settings, capture: list | None = None):
     """One ``train_sft`` run; with ``capture`` given, record every batch the trainer computes a loss on."""
     from foundation.config import PromptConfig
-    from tuner.training import _plain_loss_trainer, train_sft
+    from training.training import _plain_loss_trainer, train_sft
 
     trainer_cls = _plain_loss_trainer()  # what train_sft uses off CUDA
     original = trainer_cls.compute_loss

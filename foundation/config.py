@@ -334,7 +334,7 @@ class TuneConfig(Section):
     @field_validator("methods", "objectives")
     @classmethod
     def _some_methods(cls, v, info):
-        # Which names exist is the tuner's registry's to say (tuner.methods.check_tune_section).
+        # Which names exist is the tuner's registry's to say (training.methods.check_tune_section).
         if v is not None and not v:
             what = info.field_name.removesuffix("s")
             raise ValueError(f"give at least one {what}, or leave `{info.field_name}` out for all")

@@ -45,10 +45,10 @@ class TrialConfig(Model):
     """One fine-tuning configuration: what the pilot trains and what each tuner trial samples.
 
     ``params`` holds the method's hyperparameters and the shared ones under their plain names
-    (``rank``, ``learning_rate``, ``epochs``, ``batch_size``, ...), as ``tuner.space`` names them.
+    (``rank``, ``learning_rate``, ``epochs``, ``batch_size``, ...), as ``training.space`` names them.
     """
 
-    method: str = Field("lora", description="a tuner.methods entry")
+    method: str = Field("lora", description="a training.methods entry")
     objective: str = Field("sft", description="the training objective")
     params: dict[str, float | int | str] = Field(default_factory=dict)
     max_steps: int = Field(description="optimiser steps at most")

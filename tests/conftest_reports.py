@@ -1,7 +1,7 @@
 """A realistic hand-built ``Results`` for the report tests (and docs/example-report.html).
 
 Four candidates on 40 eval examples of a ticket-routing task, the verdict computed by the
-real rule (``advisor.verdict.decide``), a study with finished, pruned and failed trials and
+real rule (``decision.verdict.decide``), a study with finished, pruned and failed trials and
 excluded methods, and predictions files written into the run directory. One model answer is
 ``<script>alert(1)</script>`` and one input carries HTML, to test escaping.
 
@@ -18,7 +18,7 @@ from foundation.config import TaskConfig
 from foundation.results import (CandidateResult, Latency, Quality, Results, Study, Tokens, Trial, TrialConfig,
                                 save_results)
 from foundation.stats import bootstrap_ci
-from advisor.verdict import decide
+from decision.verdict import decide
 
 XSS = "<script>alert(1)</script>"
 HTML_INPUT = 'My invoice shows <b>two</b> charges & a "pending" refund — which team?'

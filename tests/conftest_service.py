@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-ADVISE = [sys.executable, "-m", "advisor.cli"]
+ADVISE = [sys.executable, "-m", "commands.cli"]
 REPO = Path(__file__).resolve().parent.parent
 
 

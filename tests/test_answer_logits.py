@@ -1,4 +1,4 @@
-"""Logits only at the answer positions (``tuner.training.answer_logits_loss``): every record's loss
+"""Logits only at the answer positions (``training.training.answer_logits_loss``): every record's loss
 is the one the full-logits path computes, in a batch and alone, a training run follows the same
 losses, and logits taken one position off would show."""
 from __future__ import annotations
@@ -26,7 +26,7 @@ def fresh_tiny():
 def lora_trainer(model, tokenizer):
     from peft import LoraConfig
 
-    from tuner.training import TrainSettings, _plain_loss_trainer, apply_adapter, sft_args, sft_dataset
+    from training.training import TrainSettings, _plain_loss_trainer, apply_adapter, sft_args, sft_dataset
 
     model = apply_adapter(model, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
     settings = TrainSettings(max_steps=1, batch_size=4, max_seq_length=64)
@@ -64,7 +64,7 @@ def test_every_record_loses_the_same_with_logits_at_answer_positions_only():
 def test_logits_one_position_off_would_give_another_loss():
     """The check above has the power to see a misplaced logit: the hidden state at the answer token
     itself (instead of the one before it) scores another loss on the same model."""
-    from tuner.training import answer_logits_loss
+    from training.training import answer_logits_loss
 
     trainer = lora_trainer(*fresh_tiny())
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
@@ -82,7 +82,7 @@ def test_logits_one_position_off_would_give_another_loss():
 def test_training_takes_the_same_steps_on_both_paths():
     from peft import LoraConfig
 
-    from tuner.training import TrainSettings, train_sft
+    from training.training import TrainSettings, train_sft
 
     runs = []
     for answer_logits in (False, True):
@@ -100,7 +100,7 @@ def test_training_takes_the_same_steps_on_both_paths():
 def test_virtual_token_adapters_keep_the_full_logits():
     from peft import LoraConfig, PromptTuningConfig, get_peft_model
 
-    from tuner.training import slices_logits
+    from training.training import slices_logits
 
     assert slices_logits(get_peft_model(fresh_tiny()[0], LoraConfig(r=4, task_type="CAUSAL_LM")))
     assert not slices_logits(get_peft_model(fresh_tiny()[0], PromptTuningConfig(num_virtual_tokens=4,
@@ -110,7 +110,7 @@ def test_virtual_token_adapters_keep_the_full_logits():
 def test_cpu_sft_micro_batch_holds_two_long_rows_and_keeps_short_batches_whole():
     """FT + RAG records (~450 tokens with retrieved pages) train 2 rows at a time under 4 GB; the plain
     pilot's short records keep their batch of 8; the path before keeps its own cap."""
-    from tuner.training import CPU_SFT_MICRO_TOKENS, TrainSettings, prepare_device
+    from training.training import CPU_SFT_MICRO_TOKENS, TrainSettings, prepare_device
 
     long_rows = TrainSettings(batch_size=8, max_seq_length=456)
     prepare_device(None, long_rows, "cpu", micro_tokens=CPU_SFT_MICRO_TOKENS)

@@ -2,8 +2,8 @@
 stderr, ``error: <file>: <key path or line N>: <message>``, exit code 2 and no traceback.
 
 Each folder in tests/bad_inputs/ is one case; tests/bad_inputs/cases.yaml says what the error
-must name. Every case runs through ``advisor.cli.main`` (what the ``advise`` script calls) in a
-copy of its folder. A real ``python -m advisor.cli`` process checks one case per code path
+must name. Every case runs through ``commands.cli.main`` (what the ``advise`` script calls) in a
+copy of its folder. A real ``python -m commands.cli`` process checks one case per code path
 (YAML, keys, paths, each file reader, splits, corpus) and every ``advise run`` case: one process
 per case for all ~90 cases would cost a minute of CPU on a shared 2-core machine.
 """
@@ -23,7 +23,7 @@ import yaml
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 CASES: dict[str, dict] = yaml.safe_load((CORPUS / "cases.yaml").read_text(encoding="utf-8"))
 FOLDERS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
-ADVISE = [sys.executable, "-m", "advisor.cli"]
+ADVISE = [sys.executable, "-m", "commands.cli"]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 CASE_KEYS = {"about", "file", "where", "message", "arg", "command", "chmod", "needs_non_root", "xfail", "fifo",
              "symlink", "needs_no_cuda", "results_json", "files", "secret"}
@@ -177,7 +177,7 @@ def test_every_folder_has_a_case_and_every_case_a_folder():
 
 @pytest.mark.parametrize("case_name", _in_process_params())
 def test_bad_input_gives_one_line_error(case_name, tmp_path, monkeypatch, capsys):
-    from advisor.cli import main
+    from commands.cli import main
 
     assert case_name in CASES, f"tests/bad_inputs/{case_name}/ has no entry in cases.yaml"
     folder = _prepare(case_name, tmp_path)

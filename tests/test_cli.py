@@ -8,7 +8,7 @@ import pytest
 
 from conftest import write_task
 
-ADVISE = [sys.executable, "-m", "advisor.cli"]
+ADVISE = [sys.executable, "-m", "commands.cli"]
 
 
 def advise(*args, cwd=None, timeout=900):
@@ -17,7 +17,7 @@ def advise(*args, cwd=None, timeout=900):
 
 
 def test_help_is_instant_and_does_not_import_torch():
-    code = ("import sys\nfrom advisor.cli import main\nmain(['--help'])\n"
+    code = ("import sys\nfrom commands.cli import main\nmain(['--help'])\n"
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and "NO-TORCH" in out.stdout and "run" in out.stdout

@@ -150,7 +150,7 @@ def test_quiet_run_prints_nothing_at_all(tmp_path):
     """--quiet: no progress, no tables, and no library warnings on stderr, so a late error would be
     the one line on stderr."""
     path = write_task(tmp_path / "t")
-    r = subprocess.run([sys.executable, "-m", "advisor.cli", "run", str(path), "--quiet", "--no-tune"],
+    r = subprocess.run([sys.executable, "-m", "commands.cli", "run", str(path), "--quiet", "--no-tune"],
                        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and r.stderr == ""

@@ -1,6 +1,6 @@
 """Every numeric option of every ``advise`` command has a range and must be finite, like a task
 key: found from the CLI itself (a new option without a check fails here), each given a value
-below its range, above it and NaN, through ``advisor.cli.main``: one line naming the flag, exit 2."""
+below its range, above it and NaN, through ``commands.cli.main``: one line naming the flag, exit 2."""
 from __future__ import annotations
 
 import inspect
@@ -9,7 +9,7 @@ import typing
 import pytest
 from typer.models import ArgumentInfo, OptionInfo
 
-from advisor.cli import app, main
+from commands.cli import app, main
 
 REQUIRED = {"submit": ["--server", "http://127.0.0.1:9"], "export": ["--out", "out"]}
 

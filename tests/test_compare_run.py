@@ -51,7 +51,7 @@ compare:
 def test_endpoint_candidates_are_paired_priced_as_billed_and_keep_the_key_out(tmp_path, server):
     task = compare_task(tmp_path / "t", server)
     env = {**os.environ, "ADVISE_TEST_KEY": KEY, "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, "-m", "advisor.cli", "run", str(task), "--no-tune"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "commands.cli", "run", str(task), "--no-tune"], capture_output=True,
                        text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     run_dir = tmp_path / "t" / "runs" / "tiny-task"

@@ -18,8 +18,8 @@ from foundation.corpus import load_corpus
 from foundation.data import load_splits
 from foundation.records import Record
 from foundation.results import SeedRun
-from tuner.curve import LearningCurve, checkpoints, extend_while_rising, rising
-from tuner.lengths import record_token_lengths, training_length
+from training.curve import LearningCurve, checkpoints, extend_while_rising, rising
+from training.lengths import record_token_lengths, training_length
 
 
 def _ctx(tiny, path):
@@ -54,8 +54,8 @@ def _trained(tiny_task_file, planned):
     """A real 4-step LoRA pilot on the tiny model, and its kit."""
     from foundation.models import load_model, load_tokenizer, resolve_model
     from baselines.finetune import pilot_config
-    from tuner.modelfacts import model_facts
-    from tuner.trial import TrainingKit, train_config
+    from training.modelfacts import model_facts
+    from training.trial import TrainingKit, train_config
 
     task = load_task(tiny_task_file)
     source = resolve_model("tiny-random")
@@ -108,7 +108,7 @@ def test_a_run_records_the_learning_curve_at_a_third_two_thirds_and_the_end(tiny
 
 
 def test_the_hybrid_candidate_trains_on_prompts_with_retrieved_context(tiny, tmp_path):
-    from tuner.training import sft_dataset
+    from training.training import sft_dataset
 
     ctx = _ctx(tiny, write_task(tmp_path / "t"))
     load_all()["rag"].run(ctx)
@@ -172,7 +172,7 @@ def test_advise_tune_after_an_ft_rag_win_trains_with_retrieved_context(tmp_path)
     ``advise run`` starts would; after a plain fine-tune win, on the task's own prompts."""
     from advisor.pipeline import run_task, study_prompts
     from advisor.tasks import check_task
-    from tuner.training import sft_dataset
+    from training.training import sft_dataset
 
     path = write_task(tmp_path / "t")
     results = run_task(path, tune=False)

@@ -17,7 +17,7 @@ from advisor import schema
 from advisor.tasks import load_task
 from foundation.errors import AdviseError
 
-ADVISE = [sys.executable, "-m", "advisor.cli"]
+ADVISE = [sys.executable, "-m", "commands.cli"]
 DOCS = REPO / "docs"
 EXAMPLES = sorted(REPO.glob("examples/*/task.yaml"))
 STALE = (f"is out of date with foundation/config.py or the tuner's registries: regenerate it with "

@@ -116,7 +116,7 @@ def test_validate_online_makes_one_tiny_request_and_reports_a_refusal_in_one_lin
         with FaultServer(script) as server:
             task = write_task(tmp_path / f"t{code}", extra=f"compare:\n  - {{name: api, model: m, base_url: "
                                                           f"'{server.url}', api_key_env: ADVISE_TEST_KEY}}\n")
-            r = subprocess.run([sys.executable, "-m", "advisor.cli", "validate", str(task), "--online"],
+            r = subprocess.run([sys.executable, "-m", "commands.cli", "validate", str(task), "--online"],
                                capture_output=True, text=True, timeout=120)
             assert r.returncode == code, r.stderr
             assert len(server.requests) == 1 and server.requests[0][1]["max_tokens"] == 1
@@ -207,7 +207,7 @@ def test_the_verdict_compares_across_models_and_never_takes_unpriced_for_free():
 
     from test_verdict import cand, scores, task
 
-    from advisor.verdict import decide
+    from decision.verdict import decide
 
     same = scores(0.6, seed=4)
     rag = cand("rag", "rag", same, per_1k=0.05)

@@ -74,7 +74,7 @@ def test_an_interrupt_in_string_exec_code_still_exits_130(tmp_path):
 def test_ctrl_c_anywhere_in_a_command_prints_one_line_and_exits_130(tmp_path):
     """typer turns a KeyboardInterrupt into a silent exit 130; `advise` still says it was interrupted."""
     r = run_script(tmp_path, """
-        from advisor import cli
+        from commands import cli
 
         @cli.app.command("nap")
         def nap():
@@ -115,7 +115,7 @@ def test_the_interrupted_line_says_whether_this_command_wrote_results_yet(tmp_pa
     for path, write in ((old, False), (new, True)):
         r = run_script(tmp_path, f"""
             from pathlib import Path
-            from advisor import cli
+            from commands import cli
 
             @cli.app.command("nap")
             def nap():
@@ -139,7 +139,7 @@ def test_sigterm_from_timeout_is_a_stop_like_ctrl_c_and_exits_143(tmp_path):
     (tmp_path / "interrupt_case.py").write_text(f"""import sys, time
 sys.path.insert(0, {str(REPO)!r})
 from pathlib import Path
-from advisor import cli
+from commands import cli
 
 @cli.app.command("nap")
 def nap():
@@ -163,7 +163,7 @@ def test_sigterm_in_a_study_ends_it_like_ctrl_c(tmp_path):
     still exits 143 with the interrupted line when it came as SIGTERM."""
     r = run_script(tmp_path, """
         from pathlib import Path
-        from advisor import cli
+        from commands import cli
         from foundation import interrupt
 
         @cli.app.command("study")

@@ -12,9 +12,9 @@ from optuna.trial import FixedTrial
 
 from conftest import write_preference_task
 from foundation.config import TuneSearchOverride
-from tuner.methods import METHODS, check_search_key
-from tuner.objectives import OBJECTIVES, ObjectiveFacts, applicable
-from tuner.space import SearchSpace, clean_params
+from training.methods import METHODS, check_search_key
+from training.objectives import OBJECTIVES, ObjectiveFacts, applicable
+from training.space import SearchSpace, clean_params
 
 PAIRS = [{"prompt": f"Which bay ships part {i}?", "chosen": f"Bay {i % 7}.", "rejected": "I cannot say."}
          for i in range(24)]
@@ -77,7 +77,7 @@ def _preference_task(folder, tune: str):
 
 def test_an_unknown_objective_is_one_line(tmp_path):
     task = _preference_task(tmp_path, "  objectives: [dpo, dpoo]")
-    r = subprocess.run([sys.executable, "-m", "advisor.cli", "validate", str(task)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "commands.cli", "validate", str(task)], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "tune.objectives.1: unknown objective 'dpoo'" in r.stderr
@@ -95,7 +95,7 @@ def test_a_study_on_preference_data_searches_the_objectives(tmp_path):
   search:
     batch_size: {choices: [4]}
     epochs: {choices: [1.0]}""")
-    r = subprocess.run([sys.executable, "-m", "advisor.cli", "tune", str(task), "--quiet"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "commands.cli", "tune", str(task), "--quiet"], capture_output=True,
                        text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     study = json.loads((tmp_path / "runs/prefs/results.json").read_text())["study"]

@@ -8,7 +8,7 @@ import json
 from conftest import write_task
 from test_cli import advise
 from test_decision_quality import _trained
-from tuner.curve import NOISE_P, LearningCurve, extend_while_rising, rising, sign_test_p
+from training.curve import NOISE_P, LearningCurve, extend_while_rising, rising, sign_test_p
 
 N = 17  # the demo's validation split
 

@@ -22,7 +22,7 @@ def _task(folder, train, eval_rows, extra: str = "") -> str:
 
 
 def _advise(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "advisor.cli", *args], capture_output=True, text=True, timeout=1200,
+    return subprocess.run([sys.executable, "-m", "commands.cli", *args], capture_output=True, text=True, timeout=1200,
                           cwd=cwd)
 
 

@@ -1,4 +1,4 @@
-"""The preference objectives (tuner.preference) on the tiny random model: one or two steps of each,
+"""The preference objectives (training.preference) on the tiny random model: one or two steps of each,
 the ORPO and SimPO losses against a hand computation, DPO's reference computed once with one model
 in memory, applicability, the time budget and records that do not fit."""
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from foundation.config import PromptConfig
 from foundation.errors import AdviseError
 from foundation.records import Record
-from tuner import preference
-from tuner.objectives import OBJECTIVES, ObjectiveFacts, TrainingJob
-from tuner.training import TrainSettings
+from training import preference
+from training.objectives import OBJECTIVES, ObjectiveFacts, TrainingJob
+from training.training import TrainSettings
 
 PAIRED = [Record(input=f"Is {i} even?", output="yes" if i % 2 == 0 else "no",
                  rejected="no, it is odd" if i % 2 == 0 else "yes, it is even") for i in range(8)]
@@ -130,7 +130,7 @@ def test_dpo_reference_is_computed_once_with_one_model_in_memory(tiny, method):
     never builds a second model, and while training the model is the base (+ a frozen adapter copy)."""
     from trl.trainer import dpo_trainer
 
-    from tuner.methods import METHODS
+    from training.methods import METHODS
 
     _, tokenizer = tiny
     adapter = "lora" if method == "lora" else METHODS["full"].build({}, None)

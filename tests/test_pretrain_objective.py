@@ -8,9 +8,9 @@ import pytest
 
 from foundation.config import TaskConfig
 from foundation.records import Record
-from tuner.objectives import OBJECTIVES, ObjectiveFacts, TrainingJob
-from tuner.pretrain import CORPUS_REASON, train_cpt
-from tuner.training import TrainSettings
+from training.objectives import OBJECTIVES, ObjectiveFacts, TrainingJob
+from training.pretrain import CORPUS_REASON, train_cpt
+from training.training import TrainSettings
 
 CHUNKS = [f"Part {i} carries the code P-{i:03d} and ships from bay {i % 7}." for i in range(100, 108)]
 RECORDS = [Record(input=f"Which code does part {i} carry?", output=f"P-{i:03d}") for i in range(100, 108)]

@@ -11,7 +11,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from foundation.results import load_results
-from advisor.verdict import decide
+from decision.verdict import decide
 from reports import build_report, print_summary, report_json, write_html
 
 try:

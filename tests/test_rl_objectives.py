@@ -10,9 +10,9 @@ import pytest
 
 from foundation.config import TaskConfig
 from foundation.records import Record
-from tuner.objectives import OBJECTIVES, ObjectiveFacts, TrainingJob
-from tuner.rl import (GRADER_REASON, format_rewards, generation_batch, grader_rewards, metric_rewards)
-from tuner.training import TrainSettings
+from training.objectives import OBJECTIVES, ObjectiveFacts, TrainingJob
+from training.rl import (GRADER_REASON, format_rewards, generation_batch, grader_rewards, metric_rewards)
+from training.training import TrainSettings
 
 
 def make_task(metric: dict, max_new_tokens: int = 4) -> TaskConfig:
@@ -164,7 +164,7 @@ def test_reward_model_learns_a_separable_toy_set(tiny):
     import copy
 
     from foundation.generation import task_messages
-    from tuner.reward_model import load_reward_base, reward_accuracy, train_reward_model
+    from training.reward_model import load_reward_base, reward_accuracy, train_reward_model
 
     task = make_task({"name": "exact_match"})
     tokenizer = copy.deepcopy(tiny[1])

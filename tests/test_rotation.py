@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import textwrap
 
-from advisor.cli import main
+from commands.cli import main
 from advisor.pipeline import keep_previous, tune_task
 from advisor.tasks import load_task
 from tests.test_tuner_study import write_task

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.cli import main
+from commands.cli import main
 from foundation.results import Results, save_results
 from reports.html import write_html
 from tests.conftest import write_task

@@ -158,7 +158,7 @@ SERVICE_RULES = {"task-file-missing": "no task.yaml in the upload", "task-file-i
 
 
 def _cli_line(folder: Path, monkeypatch, capsys) -> str:
-    from advisor.cli import main
+    from commands.cli import main
 
     monkeypatch.chdir(folder)
     code = main(["validate", "task.yaml"])

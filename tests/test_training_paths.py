@@ -40,7 +40,7 @@ def test_right_padded_batch_without_a_mask_scores_real_tokens_the_same(tiny):
 def test_cuda_settings_are_options_of_the_installed_trainer():
     from trl import SFTConfig
 
-    from tuner.cuda import split_batch, sft_overrides
+    from training.cuda import split_batch, sft_overrides
 
     assert set(sft_overrides(30)) <= set(SFTConfig.__dataclass_fields__)
     assert sft_overrides(5)["logging_steps"] == 5 and sft_overrides(300)["logging_steps"] == 10
@@ -54,8 +54,8 @@ def test_a_shared_base_model_trains_every_trial_as_a_fresh_load_would(tmp_path):
     from conftest import write_task
     from foundation.models import load_model, load_tokenizer, resolve_model
     from foundation.results import TrialConfig
-    from tuner.modelfacts import model_facts
-    from tuner.trial import TrainingKit, train_config
+    from training.modelfacts import model_facts
+    from training.trial import TrainingKit, train_config
 
     task = load_task(write_task(tmp_path / "t"))
     source = resolve_model("tiny-random")
@@ -90,7 +90,7 @@ def test_the_cuda_path_trains_with_length_grouped_unmasked_batches():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     from foundation.models import load_model, load_tokenizer, resolve_model
-    from tuner.training import TrainSettings, train_sft
+    from training.training import TrainSettings, train_sft
     from peft import LoraConfig
 
     source = resolve_model("tiny-random")
@@ -106,7 +106,7 @@ def test_the_cuda_path_trains_with_length_grouped_unmasked_batches():
 
 
 def test_cpu_micro_batch_is_bounded_by_tokens_and_keeps_the_effective_batch():
-    from tuner.training import CPU_MICRO_TOKENS, TrainSettings, prepare_device
+    from training.training import CPU_MICRO_TOKENS, TrainSettings, prepare_device
 
     long_pairs = TrainSettings(batch_size=8, grad_accum=1, max_seq_length=450)
     prepare_device(None, long_pairs, "cpu", rows_per_record=2)  # 8 pairs × 2 answers × 450 tokens

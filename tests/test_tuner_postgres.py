@@ -59,7 +59,7 @@ def test_two_workers_share_one_study_without_losing_or_duplicating_trials(tmp_pa
     # Two machines: each has its own copy of the task and its own run directory.
     tasks = [write_task(tmp_path / f"machine{i}", name="shared-sweep", tune=TUNE) for i in (1, 2)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    workers = [subprocess.Popen([sys.executable, "-m", "advisor.cli", "tune", str(t), "--storage", schema_url,
+    workers = [subprocess.Popen([sys.executable, "-m", "commands.cli", "tune", str(t), "--storage", schema_url,
                                  "--n-trials", "2", "-q"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                for t in tasks]
     outputs = [w.communicate(timeout=540) for w in workers]

@@ -11,9 +11,9 @@ from optuna.trial import FixedTrial
 from advisor.tasks import load_task
 from foundation.config import TuneSearchOverride
 from foundation.errors import AdviseError
-from tuner.methods import METHODS, applicable, register_method
-from tuner.modelfacts import ModelFacts, full_ft_memory_gb
-from tuner.space import CATALOGUE, SHARED, Hyperparameter, SearchSpace, clean_params, micro_batches
+from training.methods import METHODS, applicable, register_method
+from training.modelfacts import ModelFacts, full_ft_memory_gb
+from training.space import CATALOGUE, SHARED, Hyperparameter, SearchSpace, clean_params, micro_batches
 
 SMOLLM2 = ModelFacts(attention_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
                      mlp_modules=["gate_proj", "up_proj", "down_proj"], has_bias=False, total_params=134_515_008,

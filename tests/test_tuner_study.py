@@ -124,8 +124,8 @@ def test_export_of_a_full_fine_tune_loads_with_transformers(pruned_study, tmp_pa
 
 def test_pilot_config_maps_onto_the_space():
     from foundation.results import TrialConfig
-    from tuner.methods import METHODS
-    from tuner.space import SearchSpace
+    from training.methods import METHODS
+    from training.space import SearchSpace
 
     space = SearchSpace([METHODS["lora"], METHODS["ia3"]])
     pilot = TrialConfig(method="lora", params={"rank": 8, "alpha": 16, "learning_rate": 1e-3, "dropout": 0.0,
@@ -144,9 +144,9 @@ def test_pilot_config_maps_onto_the_space():
 def test_pilot_from_the_finetune_baseline_is_the_study_s_first_trial_as_given(tmp_path):
     """The pilot is a fixed trial of the tuner's LoRA method: one mapping to training settings."""
     from baselines.finetune import pilot_config
-    from tuner.methods import METHODS
-    from tuner.space import SearchSpace, clean_params
-    from tuner.trial import train_settings, trial_config
+    from training.methods import METHODS
+    from training.space import SearchSpace, clean_params
+    from training.trial import train_settings, trial_config
 
     task = load_task(write_task(tmp_path))
     config = pilot_config(task, max_seq_length=48)  # what `advise run` hands to run_study
@@ -159,7 +159,7 @@ def test_pilot_from_the_finetune_baseline_is_the_study_s_first_trial_as_given(tm
 
 
 def test_cli_export_refuses_a_run_without_a_study(tmp_path):
-    from advisor.cli import main
+    from commands.cli import main
 
     (tmp_path / "runs" / "x").mkdir(parents=True)
     assert main(["export", str(tmp_path / "runs" / "x"), "--out", str(tmp_path / "o")]) == 2
@@ -183,7 +183,7 @@ def test_resume_after_kill_9_keeps_finished_trials_and_retries_the_interrupted_o
     """)
     db = tmp_path / "runs" / "tiny" / "study.db"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    worker = subprocess.Popen([sys.executable, "-m", "advisor.cli", "tune", str(task_file), "-q"], env=env,
+    worker = subprocess.Popen([sys.executable, "-m", "commands.cli", "tune", str(task_file), "-q"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.time() + 240
@@ -270,7 +270,7 @@ QUICK = """\
 def test_out_of_memory_retries_with_smaller_micro_batch(tmp_path, monkeypatch):
     import torch
 
-    from tuner import training
+    from training import training
     from tuner.study import run_study
 
     real, calls = training.train_sft, []
@@ -293,7 +293,7 @@ def test_out_of_memory_retries_with_smaller_micro_batch(tmp_path, monkeypatch):
 def test_out_of_memory_at_micro_batch_1_fails_the_trial_with_reason(tmp_path, monkeypatch):
     import torch
 
-    from tuner import training
+    from training import training
     from tuner.study import run_study
 
     def always_oom(*args, **kw):
@@ -308,7 +308,7 @@ def test_out_of_memory_at_micro_batch_1_fails_the_trial_with_reason(tmp_path, mo
 
 
 def test_ctrl_c_stops_cleanly_and_resume_retries(tmp_path, monkeypatch):
-    from tuner import training
+    from training import training
     from tuner.study import run_study
 
     real = training.train_sft
@@ -331,7 +331,7 @@ def test_ctrl_c_stops_cleanly_and_resume_retries(tmp_path, monkeypatch):
 
 
 def test_nan_loss_prunes():
-    from tuner.evaluate import pruning_callback
+    from training.evaluate import pruning_callback
 
     class Control:
         should_training_stop = False
@@ -385,7 +385,7 @@ def _tiny_with_biases():
     return AutoModelForCausalLM.from_config(config)
 
 
-@pytest.mark.parametrize("method", list(__import__("tuner.methods", fromlist=["METHODS"]).METHODS))
+@pytest.mark.parametrize("method", list(__import__("training.methods", fromlist=["METHODS"]).METHODS))
 def test_every_registered_method_trains_saves_and_reloads(method, tiny, tmp_path):
     """One real training step per registered method through TRL, saved the way trials are, reloaded.
     A method that cannot apply on this machine is skipped with its registry reason (QLoRA off CUDA)."""
@@ -397,11 +397,11 @@ def test_every_registered_method_trains_saves_and_reloads(method, tiny, tmp_path
     from foundation.config import PromptConfig
     from foundation.models import load_model
     from foundation.records import Record
-    from tuner.artifacts import prepare_adapter, save_trained
-    from tuner.methods import METHODS
-    from tuner.modelfacts import model_facts
-    from tuner.space import SearchSpace
-    from tuner.training import TrainSettings, train_sft
+    from training.artifacts import prepare_adapter, save_trained
+    from training.methods import METHODS
+    from training.modelfacts import model_facts
+    from training.space import SearchSpace
+    from training.training import TrainSettings, train_sft
 
     source, tokenizer = tiny
     m = METHODS[method]
@@ -494,7 +494,7 @@ def test_resume_with_other_search_ranges_is_one_clear_error(tmp_path):
     study.set_user_attr("methods", ["lora"])
     study.set_user_attr("search", {"lora.learning_rate": {"low": 0.001, "high": 0.05}})
 
-    r = subprocess.run([sys.executable, "-m", "advisor.cli", "tune", str(task_file), "--resume", "-q"],
+    r = subprocess.run([sys.executable, "-m", "commands.cli", "tune", str(task_file), "--resume", "-q"],
                        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert r.returncode == 2, r.stderr[-2000:]
     err = r.stderr.strip().splitlines()

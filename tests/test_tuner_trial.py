@@ -13,11 +13,11 @@ from test_tuner_study import QUICK, write_task
 
 @pytest.fixture
 def trial_context(tmp_path):
-    from tuner.evaluate import Evaluator
-    from tuner.methods import METHODS
-    from tuner.modelfacts import model_facts
-    from tuner.space import SearchSpace
-    from tuner.trial import TrainingKit, TrialContext
+    from training.evaluate import Evaluator
+    from training.methods import METHODS
+    from training.modelfacts import model_facts
+    from training.space import SearchSpace
+    from training.trial import TrainingKit, TrialContext
 
     task = load_task(write_task(tmp_path, tune=QUICK))
     splits = load_splits(task)
@@ -36,8 +36,8 @@ def _ask(study: optuna.Study, params: dict):
 
 
 def test_run_trial_through_ask_and_tell(trial_context):
-    from tuner.artifacts import TrialRecord
-    from tuner.trial import run_trial
+    from training.artifacts import TrialRecord
+    from training.trial import run_trial
 
     study = optuna.create_study(direction="maximize")
     trial = _ask(study, {"method": "full", "full.learning_rate": 1e-2, "epochs": 1.0, "batch_size": 4,
@@ -55,8 +55,8 @@ def test_run_trial_through_ask_and_tell(trial_context):
 
 
 def test_a_repeated_configuration_is_pruned_without_training(trial_context, monkeypatch):
-    from tuner import training
-    from tuner.trial import run_trial
+    from training import training
+    from training.trial import run_trial
 
     study = optuna.create_study(direction="maximize")
     params = {"method": "lora", "lora.rank": 4, "lora.alpha": 8, "lora.dropout": 0.0, "lora.learning_rate": 1e-3,
@@ -74,8 +74,8 @@ def test_a_repeated_configuration_is_pruned_without_training(trial_context, monk
 def test_train_config_halves_the_micro_batch_on_out_of_memory(trial_context, monkeypatch):
     import torch
 
-    from tuner import training
-    from tuner.trial import train_config
+    from training import training
+    from training.trial import train_config
 
     real, seen = training.train_sft, []
 

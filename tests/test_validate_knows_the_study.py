@@ -1,10 +1,10 @@
 """`advise validate` knows what the study will refuse: it calls the same applicability hooks the
-study calls (tuner.methods, tuner.objectives). A list of only inapplicable entries is an error
+study calls (training.methods, training.objectives). A list of only inapplicable entries is an error
 (tests/bad_inputs/tune-*, kto-no-desirable-answer); some of a list skipped is a warning; what
 the default list skips is said in the tune note."""
 from __future__ import annotations
 
-from advisor.cli import main
+from commands.cli import main
 from tests.conftest import write_task
 
 

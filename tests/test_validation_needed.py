@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from advisor.cli import main
+from commands.cli import main
 from foundation.errors import AdviseError
 from tests.test_rotation import TUNE
 from tests.test_tuner_study import write_task

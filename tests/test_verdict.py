@@ -5,7 +5,7 @@ import pytest
 from foundation.config import TaskConfig
 from foundation.results import CandidateResult, Latency, Quality, Tokens
 from foundation.stats import bootstrap_ci, paired_bootstrap
-from advisor.verdict import decide
+from decision.verdict import decide
 
 
 def cand(name, baseline, scores, *, p95=100.0, per_1k=0.01, one_off=0.0):

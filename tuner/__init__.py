@@ -1,6 +1,2 @@
-"""The tuner: the training kit (methods, objectives, training, trials) and the study.
-
-The objectives beyond SFT register themselves in ``tuner.objectives.OBJECTIVES`` when their
-modules are imported here, so they are known wherever the tuner is imported.
-"""
-from tuner import preference, pretrain, rl  # noqa: F401  (each module registers its objectives)
+"""The study: an Optuna search over the training kit's methods and objectives (``run_study``),
+its storage, its summary and the export of the winner. One trial is ``training.trial``."""

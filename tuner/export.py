@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from foundation.errors import AdviseError
-from tuner.artifacts import RECORD_FILE, TrialRecord, load_trained
+from training.artifacts import RECORD_FILE, TrialRecord, load_trained
 
 
 def best_dir(run_dir: Path) -> Path:

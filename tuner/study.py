@@ -1,6 +1,6 @@
 """The study: open (or join) it, seed it, optimise. Everything else is a module of its own:
 
-- ``tuner.trial``: one trial (train, validate, time, save), ``run_trial``;
+- ``training.trial``: one trial (train, validate, time, save), ``run_trial``;
 - ``tuner.storage``: the Optuna RDB storage, heartbeats, the checks made when joining;
 - ``tuner.summary``: Pareto front, the recommended trial, its eval score, importance, CSV.
 
@@ -22,15 +22,15 @@ from foundation.errors import AdviseError
 from foundation import interrupt
 from foundation.progress import QUIET
 from foundation.results import Study, TrialConfig
-from tuner.evaluate import Evaluator
-from tuner.methods import METHODS, applicable
-from tuner.objectives import OBJECTIVES, ObjectiveFacts
-from tuner.objectives import applicable as applicable_objectives
-from tuner.modelfacts import model_facts
-from tuner.space import SearchSpace
+from training.evaluate import Evaluator
+from training.methods import METHODS, applicable
+from training.objectives import OBJECTIVES, ObjectiveFacts
+from training.objectives import applicable as applicable_objectives
+from training.modelfacts import model_facts
+from training.space import SearchSpace
 from tuner.storage import check_same_search, open_storage, set_aside_study
 from tuner.summary import result_trial, summarize, task_embedder
-from tuner.trial import TrainingKit, TrialContext, TrialPrompts, objective
+from training.trial import TrainingKit, TrialContext, TrialPrompts, objective
 
 FAILURES_IN_A_ROW = 3  # stop a search that only fails (a broken setup, not bad luck)
 CPT_CHUNK_TOKENS = 256  # continued pre-training trains on corpus windows of this many model tokens
@@ -198,8 +198,8 @@ def _enqueue_first(study, space: SearchSpace, pilot: TrialConfig | None, enqueue
 def _trial_context(kit: TrainingKit, splits, run_dir: Path, space: SearchSpace, local_excluded: dict,
                    notes: list[str], prompts: TrialPrompts | None = None) -> TrialContext:
     from foundation.costs import hourly_price
-    from tuner.estimate import mean_record_tokens, measure_flops
-    from tuner.lengths import record_token_lengths, training_length
+    from training.estimate import mean_record_tokens, measure_flops
+    from training.lengths import record_token_lengths, training_length
 
     task = kit.task
     lengths = record_token_lengths(kit.tokenizer, task.prompt, splits.train, kit.messages_for)

@@ -18,9 +18,9 @@ from pathlib import Path
 from foundation.measure import measure_quality, write_predictions
 from foundation.progress import QUIET
 from foundation.results import Quality, Study, Trial
-from tuner.artifacts import TrialRecord, load_trained, replace_dir
-from tuner.evaluate import Evaluator
-from tuner.space import clean_params
+from training.artifacts import TrialRecord, load_trained, replace_dir
+from training.evaluate import Evaluator
+from training.space import clean_params
 from tuner.storage import hide_password
 
 SELECTION_RULE = ("best validation quality within the constraints; trials not significantly worse than it "

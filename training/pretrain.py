@@ -2,11 +2,11 @@
 
 Stage 1 is the causal-LM loss on every token of the corpus chunks (the same chunks RAG
 retrieves from), bounded by a token budget (``cpt_tokens``), half of the run's steps and half of
-its time budget; stage 2 is :func:`tuner.training.train_sft` on the same model. The adapter is the
+its time budget; stage 2 is :func:`training.training.train_sft` on the same model. The adapter is the
 trial's own: LoRA and the other PEFT methods never train the embeddings, a callable adapter
 (full fine-tuning) trains every weight.
 
->>> from tuner.objectives import OBJECTIVES, ObjectiveFacts
+>>> from training.objectives import OBJECTIVES, ObjectiveFacts
 >>> OBJECTIVES["cpt+sft"].applies(ObjectiveFacts(has_corpus=False))
 (False, 'needs a corpus (corpus.paths) to pre-train on')
 """
@@ -15,10 +15,10 @@ from __future__ import annotations
 import time
 
 from foundation.errors import AdviseError
-from tuner.objectives import TrainingJob, register_objective
-from tuner.rl import combine, counting_on, halves, second_budget
-from tuner.space import Hyperparameter
-from tuner.training import (TrainResult, TrainSettings, _plain_loss_trainer, apply_adapter, count_parameters,
+from training.objectives import TrainingJob, register_objective
+from training.rl import combine, counting_on, halves, second_budget
+from training.space import Hyperparameter
+from training.training import (TrainResult, TrainSettings, _plain_loss_trainer, apply_adapter, count_parameters,
                             plan_steps, prepare_device, run_trainer, step_callbacks, train_sft, trainer_args)
 
 CORPUS_REASON = "needs a corpus (corpus.paths) to pre-train on"

@@ -21,7 +21,7 @@ prompt and RAG candidate that meets the constraints.
 """
 from __future__ import annotations
 
-from advisor.cautions import cautions as verdict_cautions
+from decision.cautions import cautions as verdict_cautions
 from baselines.base import is_fine_tuned, load_all, simplicity
 from foundation.costs import cost_rank, fmt_money, monthly_cost, total_cost
 from foundation.results import CandidateResult, Comparison, Verdict

@@ -6,7 +6,7 @@ the preference objectives (``dpo``, ``kto``, ``orpo``, ``simpo``) for preference
 then RL against it) and ``cpt+sft`` (continued pre-training on the corpus, then SFT). An entry
 says which data it needs (``applies``), its own hyperparameters (searched as
 ``<objective>.<name>`` beside the method's), and how to train (``train``: a
-:class:`TrainingJob` → ``tuner.training.TrainResult``). Every candidate is still measured on the
+:class:`TrainingJob` → ``training.training.TrainResult``). Every candidate is still measured on the
 same held-out split, so the verdict rule stays one rule.
 
 Adding an objective is one ``register_objective(...)`` in the module that trains it, imported by
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tuner.space import Hyperparameter
+from training.space import Hyperparameter
 
 DATA_KINDS = ("sft", "preference", "unpaired")  # foundation.records.data_kind
 
@@ -56,7 +56,7 @@ class TrainingJob:
     tokenizer: Any
     records: list  # foundation.records.Record: the train split (chosen answer in .output, .rejected, .label)
     prompt: Any  # the task's PromptConfig: foundation.generation.task_messages(prompt, record)
-    settings: Any  # tuner.training.TrainSettings: steps, batch, learning rate, length, time budget
+    settings: Any  # training.training.TrainSettings: steps, batch, learning rate, length, time budget
     adapter: Any = None  # a PeftConfig, a callable(model) -> model (BitFit, full), or None
     params: dict = field(default_factory=dict)  # the configuration's clean params (objective ones included)
     task: Any = None  # the TaskConfig: metric (graders), generation (rollout length)
@@ -79,7 +79,7 @@ class Objective:
     name: str
     label: str  # a reader's name: "DPO (direct preference optimisation)"
     description: str
-    train: Callable[[TrainingJob], Any]  # -> tuner.training.TrainResult
+    train: Callable[[TrainingJob], Any]  # -> training.training.TrainResult
     hyperparameters: tuple[Hyperparameter, ...] = ()
     applies: Callable[[ObjectiveFacts], tuple[bool, str]] = _always
     default: bool = True  # searched by default when it applies; False: opt-in through tune.objectives
@@ -161,7 +161,7 @@ def check_objectives(names: list[str] | None) -> str | None:
 
 
 def _train_sft(job: TrainingJob):
-    from tuner.training import train_sft
+    from training.training import train_sft
 
     return train_sft(job.model, job.tokenizer, job.records, prompt=job.prompt, settings=job.settings,
                      adapter=job.adapter, callbacks=job.callbacks, device=job.device, on_step=job.on_step,

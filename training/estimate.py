@@ -42,6 +42,6 @@ def estimate_train_seconds(total_params: int, trainable_params: int, tokens_per_
 
 
 def mean_record_tokens(lengths: list[tuple[int, int]], max_len: int) -> float:
-    """Mean tokens a training record feeds the model, from ``tuner.lengths.record_token_lengths``."""
+    """Mean tokens a training record feeds the model, from ``training.lengths.record_token_lengths``."""
     clipped = [min(full, max_len) for _, full in lengths[:256]]
     return sum(clipped) / max(1, len(clipped))

@@ -9,7 +9,7 @@ freshly initialised adapter (for LoRA, the base) or, in ``sft+dpo``, the SFT sta
 deleted after training. ``tests/test_preference_training.py`` checks that no second model is made,
 that the reference runs only before training, and the parameter count while training.
 
->>> from tuner.objectives import OBJECTIVES, ObjectiveFacts
+>>> from training.objectives import OBJECTIVES, ObjectiveFacts
 >>> OBJECTIVES["kto"].applies(ObjectiveFacts(data_kind="unpaired"))
 (True, '')
 >>> OBJECTIVES["orpo"].applies(ObjectiveFacts(data_kind="unpaired"))[1]
@@ -25,10 +25,10 @@ from dataclasses import replace
 
 from foundation.errors import AdviseError
 from foundation.generation import task_messages
-from tuner import training
-from tuner.objectives import TrainingJob, all_of, needs_desirable, needs_kind, register_objective
-from tuner.space import Hyperparameter
-from tuner.training import TrainResult
+from training import training
+from training.objectives import TrainingJob, all_of, needs_desirable, needs_kind, register_objective
+from training.space import Hyperparameter
+from training.training import TrainResult
 
 PAIRED = "paired preference data (prompt, chosen, rejected)"
 ANY_PREFERENCE = "preference data: chosen/rejected pairs or completions labelled desirable or not"
@@ -285,7 +285,7 @@ def reference_free_trainer(job: TrainingJob, model, steps: int, callbacks: list,
     from trl.trainer.dpo_trainer import DataCollatorForPreference
     from trl.trainer.utils import add_fused_lm_head
 
-    from tuner import cuda as fast
+    from training import cuda as fast
 
     s = job.settings
     args = training.trainer_args(TrainingArguments, s, steps, job.device, cuda_skip=CUDA_SKIP,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from foundation.generation import task_messages
 from foundation.models import bundled_model_dir, resolve_model
-from tuner.training import (TrainSettings, count_parameters, plan_steps, run_trainer, step_callbacks, trainer_args)
+from training.training import (TrainSettings, count_parameters, plan_steps, run_trainer, step_callbacks, trainer_args)
 
 LEARNING_RATE = 5e-4  # fixed: trained once per worker, whatever the trial's policy learning rate
 RANK = 16

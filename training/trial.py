@@ -1,7 +1,7 @@
 """One fine-tuning configuration, trained: the pilot baseline and every tuner trial go through here.
 
 ``train_config`` is the one path from a :class:`TrialConfig` to a trained model: the method's
-base model, its adapter (one builder, ``tuner.methods``), one mapping to ``TrainSettings``, and
+base model, its adapter (one builder, ``training.methods``), one mapping to ``TrainSettings``, and
 the out-of-memory retry. ``run_trial`` is an Optuna trial on top of it: sample, train with the
 pruning callback, validate, time, save, record. It takes a trial from ``study.ask()`` and can be
 run and told on its own (``tests/test_tuner_trial.py``).
@@ -23,14 +23,14 @@ from foundation.errors import first_line
 from foundation.progress import QUIET
 from foundation.resources import PeakMemory
 from foundation.results import TrialConfig
-from tuner.artifacts import TrialRecord, prepare_adapter, save_trial
-from tuner.estimate import estimate_train_seconds
-from tuner.evaluate import Evaluator, pruning_callback
-from tuner.methods import METHODS, Method
-from tuner.objectives import OBJECTIVES, TrainingJob
-from tuner.modelfacts import ModelFacts
-from tuner.space import SearchSpace, micro_batches
-from tuner.training import TrainResult, TrainSettings, plan_steps
+from training.artifacts import TrialRecord, prepare_adapter, save_trial
+from training.estimate import estimate_train_seconds
+from training.evaluate import Evaluator, pruning_callback
+from training.methods import METHODS, Method
+from training.objectives import OBJECTIVES, TrainingJob
+from training.modelfacts import ModelFacts
+from training.space import SearchSpace, micro_batches
+from training.training import TrainResult, TrainSettings, plan_steps
 
 
 class TrialFailed(Exception):

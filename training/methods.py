@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from tuner.modelfacts import ModelFacts, device_memory_gb, full_ft_memory_gb
-from tuner.space import CATALOGUE, SHARED, Hyperparameter
+from training.modelfacts import ModelFacts, device_memory_gb, full_ft_memory_gb
+from training.space import CATALOGUE, SHARED, Hyperparameter
 
 FAMILIES = ("lora", "adapter", "virtual_tokens", "full")
 
@@ -61,7 +61,7 @@ def register_method(name: str, family: str, description: str, *, learning_rate: 
                     hyperparameters: tuple[str | Hyperparameter, ...] = (), build, **kw) -> Method:
     """Add a method to ``METHODS``; checks the name, the family and every hyperparameter.
 
-    Hyperparameters are names from ``tuner.space.CATALOGUE`` or Hyperparameter objects that
+    Hyperparameters are names from ``training.space.CATALOGUE`` or Hyperparameter objects that
     replace a catalogue entry's range for this method. ``learning_rate`` is its (low, high).
     """
     if name in METHODS:
@@ -77,7 +77,7 @@ def register_method(name: str, family: str, description: str, *, learning_rate: 
     for hp in hyperparameters:
         spec = hp if isinstance(hp, Hyperparameter) else CATALOGUE.get(hp)
         if spec is None or spec.name not in CATALOGUE:
-            raise ValueError(f"{name}: unknown hyperparameter {hp!r}; add it to tuner.space.CATALOGUE")
+            raise ValueError(f"{name}: unknown hyperparameter {hp!r}; add it to training.space.CATALOGUE")
         if spec.name == "learning_rate" or spec.name in [s.name for s in specs]:
             raise ValueError(f"{name}: hyperparameter {spec.name!r} given twice")
         specs.append(spec)
@@ -325,7 +325,7 @@ HYPERPARAMETERS = tuple(CATALOGUE) + tuple(hp.name for hp in SHARED)
 def check_search_key(key: str, override) -> str | None:
     """Why a ``tune.search`` entry is wrong, or None. Keys are ``name``, ``method.name`` or
     ``objective.name`` (``dpo.beta``)."""
-    from tuner.objectives import OBJECTIVES
+    from training.objectives import OBJECTIVES
 
     owners = {**{n: m.hyperparameters for n, m in METHODS.items()},
               **{n: o.hyperparameters for n, o in OBJECTIVES.items()}}
@@ -358,7 +358,7 @@ def check_tune_section(tune, baselines=None) -> tuple[str, str] | None:
     for i, name in enumerate(tune.methods or ()):
         if name not in METHODS:
             return f"tune.methods.{i}", f"unknown method {name!r}; choose from {', '.join(METHODS)}"
-    from tuner.objectives import check_objectives
+    from training.objectives import check_objectives
 
     problem = check_objectives(tune.objectives)
     if problem:

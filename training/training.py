@@ -4,7 +4,7 @@ Loss is on the answer tokens only (conversational prompt/completion records). On
 runs in fp32 without gradient checkpointing (TRL's bf16 + checkpointing defaults are ~20×
 slower there); on CUDA bf16 with SDPA attention. Training is bounded by steps, epochs and a
 wall-clock budget; extra behaviour (pruning, time limits) comes in through callbacks. The other
-objectives (``tuner.preference``, ...) build their runs from the same pieces: ``trainer_args``,
+objectives (``training.preference``, ...) build their runs from the same pieces: ``trainer_args``,
 ``apply_adapter``, ``prepare_device``, ``step_callbacks`` and ``run_trainer``.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ class TrainSettings:
     seed: int = 0
     gradient_checkpointing: bool = False
     output_dir: str | None = None
-    micro_batch_from_memory: bool = False  # CUDA: grow the micro-batch to what fits (tuner.cuda)
+    micro_batch_from_memory: bool = False  # CUDA: grow the micro-batch to what fits (training.cuda)
     answer_logits: bool = True  # logits at the answer positions only, no mask, CPU_SFT_MICRO_TOKENS (False: the path before)
 
 
@@ -146,7 +146,7 @@ def _plain_loss_trainer():
     answer positions only (:func:`answer_logits_loss`) and the attention mask is dropped on every
     device: TRL's collator pads on the right, and a causal model's real tokens never see padding on
     their right (``tests/test_training_paths.py``), so SDPA runs its causal kernel without an
-    L x L mask or saved attention weights (see ``tuner.cuda``). Without it: today's path up to
+    L x L mask or saved attention weights (see ``training.cuda``). Without it: today's path up to
     this change (full logits; the mask kept on CPU), which ``bench/bench_pilot.py`` compares."""
     global _PLAIN
     if _PLAIN is None:
@@ -191,7 +191,7 @@ def count_parameters(model) -> tuple[int, int]:
 def trainer_args(config_cls, settings: TrainSettings, steps: int, device: str, *, cuda_skip: tuple = (),
                  **specific):
     """One run's training arguments (``SFTConfig``, ``DPOConfig``, ``KTOConfig``, ``TrainingArguments``):
-    fp32 without checkpointing on CPU; on CUDA bf16 and what ``tuner.cuda`` lists, less ``cuda_skip``
+    fp32 without checkpointing on CPU; on CUDA bf16 and what ``training.cuda`` lists, less ``cuda_skip``
     and what ``config_cls`` does not take. ``specific`` are the trainer's own (``max_length``, ``beta``)."""
     import dataclasses
     import tempfile
@@ -221,7 +221,7 @@ def trainer_args(config_cls, settings: TrainSettings, steps: int, device: str, *
         **specific,
     )
     if cuda:  # the CUDA overrides replace the CPU defaults above (bf16, logging, workers)
-        from tuner import cuda as fast
+        from training import cuda as fast
 
         fields = {f.name for f in dataclasses.fields(config_cls)}
         args.update({k: v for k, v in fast.sft_overrides(steps).items() if k in fields and k not in cuda_skip})
@@ -238,7 +238,7 @@ def sft_args(settings: TrainSettings, steps: int, device: str):
 
 def apply_adapter(model, adapter, device: str = "cpu"):
     """``model`` with ``adapter`` on it: a PEFT config (on CUDA created in the base's bf16, see
-    ``tuner.cuda``), a callable that prepares the model and returns it (BitFit, full fine-tuning,
+    ``training.cuda``), a callable that prepares the model and returns it (BitFit, full fine-tuning,
     PiSSA keeping its initial adapter), or None (the model as it is, e.g. already a PeftModel)."""
     from peft import PeftConfig, get_peft_model
 
@@ -269,11 +269,11 @@ def prepare_device(model, settings: TrainSettings, device: str, rows_per_record:
         per_row, cap = rows_per_record * settings.max_seq_length, micro_tokens or CPU_MICRO_TOKENS
         if settings.batch_size * per_row > cap and settings.batch_size > 1:
             effective = settings.batch_size * settings.grad_accum
-            from tuner.space import micro_batches
+            from training.space import micro_batches
 
             settings.batch_size, settings.grad_accum = micro_batches(effective, max(1, cap // per_row))
         return
-    from tuner import cuda as fast
+    from training import cuda as fast
 
     fast.prepare_backends()
     if settings.micro_batch_from_memory:

@@ -6,7 +6,7 @@ the same function that scores every candidate on the held-out split; a metric wi
 ``format_check`` (accuracy, json) adds ``format_weight`` × 1 for an answer in the right form.
 ``sft+grpo`` spends half the steps on SFT first and the rest on GRPO on the same adapter: the
 warm start ("RFT after SFT") that gives GRPO answers with some reward to compare. ``rlhf`` first
-trains a reward model on the preference pairs (``tuner.reward_model``, once per worker), then
+trains a reward model on the preference pairs (``training.reward_model``, once per worker), then
 runs GRPO against it.
 
 >>> from foundation.config import TaskConfig
@@ -26,11 +26,11 @@ from dataclasses import replace
 from foundation.errors import AdviseError
 from foundation.generation import task_messages
 from foundation.metrics import METRICS, metric_options
-from tuner import reward_model
-from tuner.objectives import TrainingJob, needs_kind, register_objective
-from tuner.preference import stage_summary
-from tuner.space import Hyperparameter
-from tuner.training import (TrainResult, TrainSettings, apply_adapter, count_parameters, plan_steps, prepare_device,
+from training import reward_model
+from training.objectives import TrainingJob, needs_kind, register_objective
+from training.preference import stage_summary
+from training.space import Hyperparameter
+from training.training import (TrainResult, TrainSettings, apply_adapter, count_parameters, plan_steps, prepare_device,
                             run_trainer, step_callbacks, train_sft, trainer_args)
 
 TEMPERATURE = 1.0  # rollouts sample from the policy as it is; the group's spread is the learning signal
@@ -273,6 +273,6 @@ register_objective("sft+grpo", label="SFT, then GRPO", train=train_sft_then_grpo
                    description="RFT after SFT: half the steps on the reference answers, then GRPO on the same adapter")
 register_objective("rlhf", label="RLHF (reward model, then GRPO)", train=train_rlhf, default=False,
                    hyperparameters=GRPO_HYPERPARAMETERS,
-                   stages=("reward model", "rlhf"),  # tuner.curve continues a pilot with the last one
+                   stages=("reward model", "rlhf"),  # training.curve continues a pilot with the last one
                    applies=needs_kind("preference", what="paired preference data (prompt, chosen, rejected)"),
                    description="a reward model trained on the preference pairs, then GRPO against it")

@@ -15,7 +15,7 @@ Ranges come from the method registry and can be narrowed or widened in task.yaml
         target_modules: {choices: [all-linear]}
 
 >>> from optuna.trial import FixedTrial
->>> from tuner.methods import METHODS
+>>> from training.methods import METHODS
 >>> space = SearchSpace([METHODS["ia3"]])
 >>> space.suggest(FixedTrial({"method": "ia3", "ia3.learning_rate": 3e-3, "ia3.target_modules": "attention",
 ...     "epochs": 2.0, "batch_size": 8, "warmup_ratio": 0.0, "weight_decay": 0.0}))["target_modules"]

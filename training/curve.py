@@ -77,7 +77,7 @@ def rising(curve: list[tuple[int, float]], min_gain: float, scores: list[list[fl
 class LearningCurve:
     """Validation quality by step; ``callback(points)`` records it from inside the trainer."""
 
-    evaluate: object  # model -> per-example validation scores (tuner.evaluate.Evaluator.scores)
+    evaluate: object  # model -> per-example validation scores (training.evaluate.Evaluator.scores)
     points: list[tuple[int, float]] = field(default_factory=list)  # (step, mean score)
     eval_seconds: float = 0.0
     extended_steps: int = 0
@@ -132,9 +132,9 @@ class LearningCurve:
 
 def extend_while_rising(trained, kit, curve: LearningCurve, *, min_gain: float, max_extensions: int,
                         time_budget_s: float | None):
-    """Train ``trained`` (a ``tuner.trial.TrainedModel``) on in rounds of half its steps while the
+    """Train ``trained`` (a ``training.trial.TrainedModel``) on in rounds of half its steps while the
     curve rises and the budget allows; returns the last round's TrainResult merged into the first."""
-    from tuner.objectives import OBJECTIVES, TrainingJob
+    from training.objectives import OBJECTIVES, TrainingJob
 
     result = trained.result
     round_steps = max(1, trained.planned_steps // 2)
