@@ -224,9 +224,9 @@ def _v1_to_v2(raw: dict) -> dict:
     verdict = raw.get("verdict")
     if isinstance(verdict, dict):
         verdict.pop("pilot_config", None)
-    for c in raw.get("candidates") or []:
-        d = c.get("details") or {}
-        if c.get("baseline") == "finetune" and "learning_rate" in d:
+    for c in raw["candidates"] if isinstance(raw.get("candidates"), list) else []:
+        d = c.get("details") if isinstance(c, dict) else None
+        if isinstance(d, dict) and c.get("baseline") == "finetune" and "learning_rate" in d:
             params = {k: d[k] for k in ("rank", "alpha", "learning_rate", "target_modules", "epochs", "batch_size")
                       if k in d}
             c["config"] = {"method": d.get("method", "lora"), "objective": "sft",
@@ -239,8 +239,9 @@ def _v1_to_v2(raw: dict) -> dict:
 def _v2_to_v3(raw: dict) -> dict:
     """v3 names the model that answered on every candidate (``compare:`` adds other models);
     every v2 candidate was answered by the task's own model."""
-    model = str((raw.get("task") or {}).get("model", "default"))
-    for c in raw.get("candidates") or []:
+    task = raw.get("task")
+    model = str(task.get("model", "default")) if isinstance(task, dict) else "default"  # a wrong task: the schema says so
+    for c in raw["candidates"] if isinstance(raw.get("candidates"), list) else []:
         if isinstance(c, dict):
             c.setdefault("model", model)
     raw["schema_version"] = 3
