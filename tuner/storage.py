@@ -111,8 +111,10 @@ def open_storage(url: str, tune):
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=tune.max_retry))
         except Exception as e:
             # Workers starting together on a fresh database race to create Optuna's tables;
-            # the loser sees a duplicate-key error and finds the tables there on the next try.
-            if attempt < 5 and any(s in str(e) for s in ("duplicate key", "already exists", "database is locked")):
+            # the loser sees a duplicate-key error (SQLite: a UNIQUE constraint) and finds the tables
+            # there on the next try.
+            if attempt < 5 and any(s in str(e) for s in ("duplicate key", "UNIQUE constraint failed", "already exists",
+                                               "database is locked")):
                 time.sleep(0.5 + attempt)
                 continue
             raise AdviseError(f"cannot open the study storage {hide_password(url)}: {str(e).splitlines()[0]}",
