@@ -75,8 +75,15 @@ def validate(task_file: Path = typer.Argument(..., help="task.yaml to check."),
     typer.echo(f"{task_file}: ok — {checked.summary()}")
     for note in checked.training:
         typer.echo(f"  {note}")
-    for warning in checked.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+    _warn(checked.warnings)
+
+
+def _warn(warnings: list[str]) -> None:
+    """Warnings go to stderr like errors, and like them never carry a secret."""
+    from foundation.secrets import redact
+
+    for warning in warnings:
+        typer.echo(f"warning: {redact(warning)}", err=True)
 
 
 @app.command()
@@ -97,8 +104,7 @@ def run(task_file: Path = typer.Argument(..., help="task.yaml to run."),
     check_seeds(task, seeds)
     _state["results"] = task.run_dir / "results.json"
     if not quiet:
-        for warning in checked.warnings:
-            typer.echo(f"warning: {warning}", err=True)
+        _warn(checked.warnings)
     console = _console(quiet, json_out)
     with Progress(console, enabled=not quiet) as progress:
         results = run_task(checked, progress, tune=not no_tune, seeds=seeds)
