@@ -31,34 +31,41 @@ class Reply:
     cached: bool = False
 
 
-class ResponseCache:
-    """Answers by request key, appended one JSON line at a time (a torn last line is skipped)."""
+class KeyedLines:
+    """Rows by their ``key``, kept in a JSON Lines file appended one row at a time (so a stopped
+    run keeps what it had; a torn last line is skipped when the file is read again)."""
 
     def __init__(self, path: Path | None):
-        self.path, self._lock, self._rows = path, threading.Lock(), {}
+        self.path, self._lock, self.rows = path, threading.Lock(), {}
         if path is not None and path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():
                 try:
                     row = json.loads(line)
-                    self._rows[row["key"]] = row
+                    self.rows[row["key"]] = row
                 except (ValueError, KeyError, TypeError):
                     continue
 
+    def add(self, row: dict) -> None:
+        with self._lock:
+            self.rows[row["key"]] = row
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+class ResponseCache(KeyedLines):
+    """Answers by request key."""
+
     def get(self, key: str) -> Reply | None:
-        row = self._rows.get(key)
+        row = self.rows.get(key)
         if row is None:
             return None
         return Reply(row["text"], row.get("prompt_tokens"), row.get("completion_tokens"), row.get("seconds", 0.0), True)
 
     def put(self, key: str, reply: Reply) -> None:
-        row = {"key": key, "text": reply.text, "prompt_tokens": reply.prompt_tokens,
-               "completion_tokens": reply.completion_tokens, "seconds": reply.seconds}
-        with self._lock:
-            self._rows[key] = row
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with self.path.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.add({"key": key, "text": reply.text, "prompt_tokens": reply.prompt_tokens,
+                  "completion_tokens": reply.completion_tokens, "seconds": reply.seconds})
 
 
 def sampling(gen) -> dict:

@@ -14,8 +14,9 @@ import hashlib
 import json
 import re
 import threading
-from pathlib import Path
 from types import SimpleNamespace
+
+from foundation.endpoints import KeyedLines
 
 RUBRIC = ("Grade how well the ANSWER answers the QUESTION compared with the REFERENCE answer. "
           "10: it says what the reference says (wording may differ); 5: partly right or incomplete; "
@@ -63,18 +64,8 @@ def judge_messages(rubric: str, record, prediction: str) -> list[dict]:
     return [{"role": "system", "content": "You are a strict, fair grader."}, {"role": "user", "content": user}]
 
 
-class GradeCache:
+class GradeCache(KeyedLines):
     """Grades by (judge, rubric, input, prediction, reference), one JSON line each."""
-
-    def __init__(self, path: Path):
-        self.path, self.rows = path, {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                    self.rows[row["key"]] = row
-                except (ValueError, KeyError, TypeError):
-                    continue
 
     @staticmethod
     def key(judge, rubric: str, record, prediction: str) -> str:
@@ -83,10 +74,7 @@ class GradeCache:
         return hashlib.sha256(json.dumps(blob).encode()).hexdigest()
 
     def put(self, key: str, row: dict) -> None:
-        self.rows[key] = {"key": key, **row}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(self.rows[key], ensure_ascii=False) + "\n")
+        self.add({"key": key, **row})
 
 
 def judge_model(task):

@@ -9,20 +9,9 @@ import textwrap
 from commands.cli import main
 from advisor.pipeline import keep_previous, tune_task
 from advisor.tasks import load_task
-from tests.test_tuner_study import write_task
+from tests.test_tuner_study import QUICK, write_task
 from tuner.storage import finished_trials
 
-TUNE = """\
-  methods: [lora]
-  n_trials: 1
-  max_steps: 2
-  eval_every: 2
-  max_seq_length: 48
-  latency_queries: 1
-  search:
-    batch_size: {choices: [4]}
-    epochs: {choices: [1.0]}
-"""
 
 
 def test_results_prev_keeps_the_last_results_that_measured_something(tmp_path):
@@ -42,7 +31,7 @@ def test_results_prev_keeps_the_last_results_that_measured_something(tmp_path):
 
 
 def test_a_finished_study_survives_fresh_studies_that_measure_nothing(tmp_path, capsys):
-    path = write_task(tmp_path / "t", name="rot", tune=textwrap.dedent(TUNE))
+    path = write_task(tmp_path / "t", name="rot", tune=textwrap.dedent(QUICK))
     run_dir = tmp_path / "t" / "runs" / "rot"
     assert main(["tune", str(path), "--quiet"]) == 0
     found = finished_trials(run_dir / "study.db")
