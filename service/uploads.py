@@ -175,6 +175,14 @@ def _model_path_problem(value: str) -> bool:
     return bool(value.startswith(("~", "/")) or ".." in PurePosixPath(value).parts or re.match(r"^[A-Za-z]:", value))
 
 
+def _task_paths(task) -> dict:
+    """Every path the task reads or writes, by its key."""
+    paths = {f"data.{k}": getattr(task.data, k) for k in ("train", "eval", "file") if getattr(task.data, k)}
+    paths.update({f"corpus.paths.{i}": p for i, p in enumerate(task.corpus.paths)})
+    paths["output.dir"] = task.output.dir
+    return paths
+
+
 def read_upload_task(root: Path, task_rel: str):
     """The upload's task.yaml as the typed, validated task, with nothing it names looked at yet:
     small, few YAML aliases (no "billion laughs"), YAML tags refused by the loader."""
@@ -202,10 +210,7 @@ def confine(root: Path, task, task_rel: str, allow_remote_code: bool) -> None:
     `!!binary` path never reach this point as something a check here could miss."""
     base = (root / task_rel).parent
     inside = "must be a path inside the uploaded task folder (no absolute path, no '..' leaving it)"
-    paths = {f"data.{k}": getattr(task.data, k) for k in ("train", "eval", "file") if getattr(task.data, k)}
-    paths.update({f"corpus.paths.{i}": p for i, p in enumerate(task.corpus.paths)})
-    paths["output.dir"] = task.output.dir
-    for where, value in paths.items():
+    for where, value in _task_paths(task).items():
         if _outside(root, base, value):
             raise AdviseError(inside, file=task_rel, where=where)
     for key in ("model", "embedder"):
@@ -224,10 +229,7 @@ def confine(root: Path, task, task_rel: str, allow_remote_code: bool) -> None:
 def _check_resolved(root: Path, task, task_rel: str) -> None:
     """After loading: every path the task will read, symlinks followed, is inside ``root``."""
     real = root.resolve()
-    paths = {f"data.{k}": getattr(task.data, k) for k in ("train", "eval", "file") if getattr(task.data, k)}
-    paths.update({f"corpus.paths.{i}": p for i, p in enumerate(task.corpus.paths)})
-    paths["output.dir"] = task.output.dir
-    for where, p in paths.items():
+    for where, p in _task_paths(task).items():
         if not task.resolve(p).resolve().is_relative_to(real):
             raise AdviseError("must be a path inside the uploaded task folder", file=task_rel, where=where)
 
