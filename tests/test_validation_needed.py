@@ -9,7 +9,7 @@ import pytest
 
 from commands.cli import main
 from foundation.errors import AdviseError
-from tests.test_rotation import TUNE
+from tests.test_tuner_study import QUICK as TUNE
 from tests.test_tuner_study import write_task
 
 
