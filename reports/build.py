@@ -19,7 +19,7 @@ from pathlib import Path
 
 from baselines.base import load_all
 from foundation.config import ConstraintsConfig, VerdictConfig
-from foundation.costs import monthly_cost, total_cost
+from foundation.costs import fmt_money, monthly_cost, total_cost
 from foundation.results import CandidateResult, Results
 from reports import prose
 from reports.appendix import appendix
@@ -191,7 +191,40 @@ def _row(c: CandidateResult, cmp, winner, best, cons) -> CandidateRow:
         diff_vs_best=cmp.diff_vs_best if cmp else None, p_value=cmp.p_value if cmp else None,
         violations=tuple(cmp.violations) if cmp else (),
         format_share=c.details.get("format_share"), second_metric=_second_metric(c),
+        paid_by_measurement=paid_by_measurement(c),
     )
+
+
+def paid_by_measurement(c: CandidateResult) -> str:
+    """The judge's grading and the distillation teacher's answers, with what the API billed for them:
+    costs of measuring (and, for distillation, of training data) that no per-query figure shows.
+
+    >>> c = CandidateResult.model_validate({"name": "rag", "baseline": "rag", "description": "", "quality":
+    ...     {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 2}, "scores": [0, 1], "latency": {"p50_ms": 1,
+    ...     "p95_ms": 1, "mean_ms": 1, "n": 1}, "throughput_qps": 1, "tokens": {"prompt_mean": 1, "answer_mean": 1},
+    ...     "cost_per_1k_usd": 0, "peak_memory_mb": 1, "predictions_file": "p.jsonl", "details": {"judge":
+    ...     {"judge": "big", "graded": 48, "cached": 8, "malformed": 1, "prompt_tokens": 9000,
+    ...      "completion_tokens": 120, "cost_usd": None}}})
+    >>> paid_by_measurement(c)
+    'graded by the judge big: 48 grades (8 from the cache, 1 unreadable, scored 0), 9,120 billed tokens, unpriced (no prices in compare:)'
+    """
+    parts = []
+    j = c.details.get("judge")
+    if isinstance(j, dict):
+        parts.append(f"graded by the judge {j.get('judge')}: {j.get('graded', 0)} grades ({j.get('cached', 0)} from the "
+                     f"cache, {j.get('malformed', 0)} unreadable, scored 0), "
+                     f"{(j.get('prompt_tokens') or 0) + (j.get('completion_tokens') or 0):,} billed tokens, "
+                     + _billed(j.get("cost_usd")))
+    d = c.details.get("distillation")
+    if isinstance(d, dict):
+        parts.append(f"trained on {d.get('answers', 0)} answers written by {d.get('teacher')} ({d.get('from_cache', 0)} "
+                     f"from the cache), {(d.get('prompt_tokens') or 0) + (d.get('completion_tokens') or 0):,} billed "
+                     f"tokens, " + _billed(d.get("cost_usd")) + (" (in its one-off cost)" if d.get("cost_usd") else ""))
+    return "; ".join(parts)
+
+
+def _billed(cost) -> str:
+    return "unpriced (no prices in compare:)" if cost is None else fmt_money(cost)
 
 
 def _second_metric(c: CandidateResult) -> str:

@@ -130,6 +130,7 @@ def _quality_notes(report: Report) -> list[str]:
     if shares:
         out.append("Answers in the expected form: " + ", ".join(shares))
     out += [f"{r.name}: {r.second_metric}" for r in report.rows if r.second_metric]
+    out += [f"{r.name}: {r.paid_by_measurement}" for r in report.rows if r.paid_by_measurement]
     return out
 
 

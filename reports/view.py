@@ -45,6 +45,7 @@ class CandidateRow:
     violations: tuple[str, ...] = ()
     format_share: float | None = None  # answers in the metric's expected form (valid JSON, a label)
     second_metric: str = ""  # on preference data: the task's metric of the answers against the chosen ones
+    paid_by_measurement: str = ""  # what the LLM judge or the distillation teacher billed for this option
 
 
 @dataclass(frozen=True)

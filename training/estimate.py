@@ -34,7 +34,7 @@ def estimate_train_seconds(total_params: int, trainable_params: int, tokens_per_
     Per token: forward 2N, backward through the activations 2N, weight gradients 2T (T
     trainable); full fine-tuning is the familiar 6N.
 
-    >>> round(estimate_train_seconds(100, 100, 10, 1, 6000 * EFFICIENCY), 6)
+    >>> round(estimate_train_seconds(100, 100, 10, 1, 6000 / EFFICIENCY), 6)
     1.0
     """
     flops = (4 * total_params + 2 * trainable_params) * tokens_per_step * steps
