@@ -50,6 +50,7 @@ def resolve_model(spec: str, base_dir: Path | None = None) -> ModelSource:
 
     >>> resolve_model("default").kind
     'bundled'
+
     A hub id (resolving it needs the hub or its local cache, so this example is not run):
 
     >>> resolve_model("HuggingFaceTB/SmolLM2-360M-Instruct").kind  # doctest: +SKIP
