@@ -130,10 +130,19 @@ def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int =
         results.study = run_study(task, trained_on, run_dir=run_dir, progress=progress,
                                   pilot=results.candidate(winner).config, corpus=corpus,
                                   prompts=ctx.extras.get("prompts", {}).get(winner))
+        _note_distilled(results, results.candidate(winner), trained_on)
         results.timings["tune"] = time.perf_counter() - t0
     results.status = "complete" if results.study is None or results.study.status == "complete" else "interrupted"
     save_results(results, run_dir)
     return results
+
+
+def _note_distilled(results: Results, winner, splits) -> None:
+    """The study's notes say when it trained on a compared model's answers (a distilled winner)."""
+    if winner is not None and winner.baseline == "distill" and results.study is not None:
+        report = winner.details.get("distillation") or {}
+        results.study.notes.append(f"trained on {len(splits.train)} answers written by {report.get('teacher')} "
+                                   f"({report.get('answers_file')}), as the winner {winner.name} was")
 
 
 def _repeat_with_seeds(ctx, results: Results, seeds: int) -> None:
@@ -212,10 +221,18 @@ def _tune(checked, progress: Progress, resume: bool, storage: str | None, n_tria
         results = load_results(run_dir)
     else:
         results = new_results(task, pick_device(task.device), splits.stats)
+    verdict = results.verdict
+    winner = results.candidate(verdict.winner) if verdict is not None and verdict.finetune_wins else None
+    if winner is not None and winner.baseline == "distill":  # tuned on the answers the winner trained on
+        from baselines.distill import reload_distilled
+
+        splits = reload_distilled(splits, run_dir, winner)
     t0 = time.perf_counter()
-    results.study = run_study(task, splits, run_dir=run_dir, progress=progress, pilot=results.finetuned_config(),
+    results.study = run_study(task, splits, run_dir=run_dir, progress=progress,
+                              pilot=winner.config if winner is not None and winner.config else results.finetuned_config(),
                               storage=storage, n_trials=n_trials, resume=resume, study_name=study_name,
                               corpus=checked.corpus, prompts=study_prompts(checked, results, progress))
+    _note_distilled(results, winner, splits)
     results.timings["tune"] = time.perf_counter() - t0
     results.status = "complete" if results.study.status == "complete" else "interrupted"
     save_results(results, run_dir)

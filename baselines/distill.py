@@ -85,5 +85,27 @@ def distilled_train(ctx: RunContext, cfg) -> tuple[list, dict]:
     return train, report
 
 
+def reload_distilled(splits, run_dir, candidate):
+    """``advise tune`` after a distilled pilot won: the train split with the answers the teacher wrote
+    (kept in the run folder by ``advise run``), so the study tunes on what the winner trained on."""
+    from foundation.errors import AdviseError
+    from foundation.paths import display_path
+
+    report = candidate.details.get("distillation") or {}
+    path = run_dir / report.get("answers_file", "distill/missing.jsonl")
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        answers = {row["input"]: row["output"] for row in rows}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise AdviseError(f"{candidate.name} won on answers written by {report.get('teacher', 'the teacher')}, "
+                          f"which this file should hold and does not ({type(e).__name__}); run `advise run` again "
+                          "to write them", file=display_path(path)) from None
+    train = [replace(r, output=answers[r.input]) for r in splits.train if answers.get(r.input)]
+    if not train:
+        raise AdviseError(f"none of its answers belongs to a training input of this task; run `advise run` again",
+                          file=display_path(path))
+    return replace(splits, train=train)
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)

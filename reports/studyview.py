@@ -87,7 +87,8 @@ def study_view(s: Study) -> StudyView:
                + (f"; objectives searched: {', '.join(s.training_objectives)}" if s.training_objectives != ["sft"] else "")
                + ". "
                + f"Training time {fmt_seconds(total_seconds)}, cost {fmt_money(total_cost)}."
-               + (" The search was interrupted." if interrupted else ""))
+               + (" The search was interrupted." if interrupted else "")
+               + "".join(f" Every trial {n}." for n in s.notes if n.startswith("trained on ")))
     best_eval = (s.best_eval.mean, s.best_eval.ci_low, s.best_eval.ci_high, s.best_eval.n) if s.best_eval else None
     return StudyView(
         name=s.study_name, status=s.status, interrupted=interrupted, sampler=s.sampler, pruner=s.pruner,

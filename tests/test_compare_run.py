@@ -136,3 +136,53 @@ compare:
     assert report["cost_usd"] == pytest.approx(len(rows) * (21 * PRICE_IN + 4 * PRICE_OUT) / 1e6)
     assert distilled.one_off_cost_usd >= report["cost_usd"] > 0
     assert again.candidate("finetune-distilled@teacher").details["distillation"]["from_cache"] == len(rows)
+
+
+def _sure_teacher(n, body):
+    """Knows the one answer the eval split wants ("ok") for the training inputs, and answers the
+    eval inputs wrongly itself: only a model trained on its answers scores."""
+    late = "is late" in body["messages"][-1]["content"]
+    return 200, {}, completion("ok" if late else "no", 15, 1), 0
+
+
+def test_a_distilled_winner_is_tuned_on_the_teachers_answers_by_advise_tune(tmp_path, monkeypatch):
+    """The references of the training inputs are wrong ("no"), the teacher's answers right ("ok"):
+    the plain pilot learns "no", the distilled one "ok" and wins. `advise tune` afterwards (a new
+    process in real use) reads the teacher's answers back from the run folder and tunes on them."""
+    from advisor.pipeline import run_task, tune_task
+    from advisor.tasks import load_task
+    from tests.test_tuner_study import QUICK
+
+    monkeypatch.setenv("ADVISE_TEST_KEY", KEY)
+    train = [{"question": f"Ticket {i}: my order {i} is late", "answer": "no"} for i in range(40)]
+    evals = [{"question": f"Ticket {i}: where is parcel {i}?", "answer": "ok"} for i in range(100, 112)]
+    with FaultServer(_sure_teacher) as teacher:
+        path = write_task(tmp_path / "d", corpus=False, train=train, eval_rows=evals, extra=f"""
+compare:
+  - {{name: teacher, model: t, base_url: '{teacher.url}', api_key_env: ADVISE_TEST_KEY, distill: all,
+     price_per_million_input: {PRICE_IN}, price_per_million_output: {PRICE_OUT}}}
+tune:
+{QUICK}""")
+        path.write_text(path.read_text()
+                        .replace("metric: {name: contains}", "metric: {name: exact_match}")
+                        .replace("max_new_tokens: 6", "max_new_tokens: 1")
+                        .replace("finetune: {max_steps: 3, batch_size: 4, max_seq_length: 96}",
+                                 "finetune: {max_steps: 12, batch_size: 8, learning_rate: 0.02, rank: 16, alpha: 512, "
+                                 "max_seq_length: 64}"))
+        results = run_task(path, tune=False)
+        verdict = results.verdict
+        by_name = {c.name: c.quality.mean for c in results.candidates}
+        assert verdict.winner == "finetune-distilled@teacher", (verdict.headline, by_name)
+        assert by_name["finetune"] < 0.5 < by_name["finetune-distilled@teacher"]
+        sent = len(teacher.requests)
+        tuned = tune_task(load_task(path))
+        assert len(teacher.requests) == sent  # the answers come from the run folder, not the teacher again
+    n_train = results.data["sizes"]["train"]
+    assert f"trained on {n_train} answers written by teacher" in " ".join(tuned.study.notes)
+    assert tuned.study.trials and tuned.study.trials[0].params.get("rank") == 16  # the winner's pilot first
+    # Without the answers file the study cannot tune what won: one clear error, nothing trained.
+    (tmp_path / "d/runs/tiny-task/distill/teacher.jsonl").unlink()
+    from foundation.errors import AdviseError
+
+    with pytest.raises(AdviseError, match="teacher.jsonl.*run `advise run` again"):
+        tune_task(load_task(path), fresh=True)
