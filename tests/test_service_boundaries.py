@@ -15,6 +15,7 @@ import requests
 
 from conftest import write_task
 from conftest_service import ADVISE, env, free_port, run_state, serve, submit_zip
+from endpoint_servers import FaultServer, completion
 from foundation import secrets
 from foundation.errors import AdviseError
 from service.redaction import RedactingFilter
@@ -147,16 +148,23 @@ def test_log_lines_and_tracebacks_are_redacted():
 @pytest.mark.service
 def test_a_planted_secret_is_in_no_output_and_no_file(tmp_path):
     """Tokens from a CRLF file and in $ADVISE_TOKEN with a trailing CR LF, a wrong token, an unusable
-    one, a secret-named environment variable on the server (so in its job's too): a run on the tiny
-    model goes to its verdict, and every output, answer, log and file written is grepped."""
+    one, a secret-named environment variable on the server (so in its job's too) that a compared
+    endpoint of the task uses as its API key: a run on the tiny model goes to its verdict, the
+    endpoint got the key, and every output, answer, log and file written (the service's database
+    among them) is grepped."""
     tokens = tmp_path / "tokens.txt"
     tokens.write_bytes(f"read manager {READ}\r\nsubmit engineer {SUBMIT}\r\n".encode())
-    folder = write_task(tmp_path / "task", corpus=False).parent
+    api = FaultServer(lambda n, body: (200, {}, completion("Paris", 12, 2), 0))  # listens from `with api`
+    folder = write_task(tmp_path / "task", corpus=False, extra=f"""
+compare:
+  - {{name: api, model: m, base_url: '{api.url}', api_key_env: MY_SERVICE_API_KEY, concurrency: 2,
+     price_per_million_input: 0.4, price_per_million_output: 1.6}}
+""").parent
     bad = write_task(tmp_path / "bad", corpus=False)
     bad.write_text(bad.read_text().replace("seed: 0", "seed: 0\nsed: 1"))
     data = tmp_path / "data"
     outputs = []
-    with serve(data, "--tokens", str(tokens), env_extra={"MY_SERVICE_API_KEY": ENV_KEY}) as url:
+    with api, serve(data, "--tokens", str(tokens), env_extra={"MY_SERVICE_API_KEY": ENV_KEY}) as url:
         ok = _advise("submit", str(folder / "task.yaml"), "--server", url, "--json", "--wait", "--no-tune",
                      extra_env={"ADVISE_TOKEN": SUBMIT + "\r\n"}, timeout=600)
         assert ok.returncode == 0, ok.stderr
@@ -182,6 +190,8 @@ def test_a_planted_secret_is_in_no_output_and_no_file(tmp_path):
             outputs.append(got.content.decode("utf-8", "replace"))
         assert any(f["path"] == "results.json" for f in run["files"]), run["files"]
     outputs.append((tmp_path / f"serve-{url.rsplit(':', 1)[1]}.log").read_text())
+    assert api.requests and {auth for _, _, auth in api.requests} == {f"Bearer {ENV_KEY}"}
+    assert any(f["path"].endswith("api.answers.jsonl") for f in run["files"]), run["files"]
     for secret in (READ, SUBMIT, WRONG, ENV_KEY):
         assert not [o for o in outputs if secret in o], secret
         assert _files_holding(tmp_path, secret, skip={tokens}) == [], secret
