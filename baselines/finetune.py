@@ -56,6 +56,7 @@ class Pilot:
     extra_seconds: float = 0.0  # batch work outside generation (retrieval for all eval queries)
     length_key: str = "baselines.finetune.max_seq_length"
     own_length: bool = False  # derive the sequence length from its own records, whatever the task sets
+    max_steps: int | None = None  # its own step limit (None: baselines.finetune.max_steps)
 
 
 def train_pilot(ctx: RunContext, pilot: Pilot):
@@ -73,6 +74,8 @@ def train_pilot(ctx: RunContext, pilot: Pilot):
     fit = training_length(record_token_lengths(ctx.tokenizer, task.prompt, splits.train, pilot.train_messages),
                           None if pilot.own_length else cfg.max_seq_length, ctx.model.config, pilot.length_key)
     config = pilot_config(task, fit.max_seq_length, pilot_objective(task, splits.kind))
+    if pilot.max_steps is not None:
+        config = config.model_copy(update={"max_steps": pilot.max_steps})
     kit = TrainingKit(task=task, records=splits.train, device=ctx.device,
                       source=resolve_model(task.model, task.base_dir), tokenizer=ctx.tokenizer,
                       facts=model_facts(ctx.model, ctx.device), progress=ctx.progress,

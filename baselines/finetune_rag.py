@@ -106,4 +106,5 @@ def hybrid_pilot(ctx: RunContext, retrieval) -> Pilot:
         describe=lambda config, steps: (
             f"pilot LoRA r={config.params['rank']} {_stage_text(config)} with the top-{retrieval.k} {what} "
             f"(+{task.baselines.finetune_rag.distractors} distractor) in each prompt, {steps} steps; answers with RAG"),
-        own_length=True)  # retrieved context makes its records longer than the plain pilot's
+        own_length=True,  # retrieved context makes its records longer than the plain pilot's
+        max_steps=task.baselines.finetune_rag.max_steps)

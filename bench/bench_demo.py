@@ -143,6 +143,15 @@ def main(argv=None) -> dict:
             "status": results.get("status"),
             "verdict": verdict.get("winner") or verdict.get("recommendation") or verdict.get("choice"),
             "candidates": [c.get("name") for c in results.get("candidates", [])],
+            # what each measured, to compare runs: quality with its interval, steps trained, latency
+            "candidate_figures": {c.get("name"): {
+                "quality": (c.get("quality") or {}).get("mean"), "ci_low": (c.get("quality") or {}).get("ci_low"),
+                "ci_high": (c.get("quality") or {}).get("ci_high"), "latency_p50_ms": (c.get("latency") or {}).get("p50_ms"),
+                "latency_n": (c.get("latency") or {}).get("n"), "one_off_seconds": c.get("one_off_seconds"),
+                "steps": (c.get("details") or {}).get("steps"),
+                "curve": ((c.get("details") or {}).get("learning_curve") or {}).get("validation"),
+                "curve_stopped": ((c.get("details") or {}).get("learning_curve") or {}).get("stopped"),
+            } for c in results.get("candidates", [])},
             "data_sizes": data,
         }
         params = {"task": origin, "command": "advise run <task.yaml> --quiet" + (" --no-tune" if args.no_tune else ""),

@@ -264,6 +264,9 @@ class FinetuneRagBaselineConfig(Section):
     enabled: bool = Field(True, description="Measure the FT + RAG candidate (when rag and finetune run).")
     distractors: int = Field(1, ge=0, le=20, description=(
         "Random corpus chunks (or training examples) added to each training prompt's retrieved context."))
+    max_steps: int | None = Field(None, gt=0, le=1_000_000, description=(
+        "Optimiser steps of the FT + RAG pilot at most; unset: baselines.finetune.max_steps. Its records carry "
+        "the retrieved context, so a step costs several of the plain pilot's."))
 
 
 class BaselinesConfig(Section):

@@ -175,8 +175,12 @@ def test_advise_tune_after_an_ft_rag_win_trains_with_retrieved_context(tmp_path)
     from training.training import sft_dataset
 
     path = write_task(tmp_path / "t")
+    path.write_text(path.read_text().replace("finetune: {max_steps: 3", "finetune_rag: {max_steps: 2}\n  finetune: {max_steps: 3"))
     results = run_task(path, tune=False)
     assert {c.name for c in results.candidates} >= {"finetune", "finetune+rag"}
+    # baselines.finetune_rag.max_steps limits the FT + RAG pilot alone; the plain pilot keeps finetune's.
+    assert results.candidate("finetune+rag").config.max_steps == 2 == results.candidate("finetune+rag").details["steps"]
+    assert results.candidate("finetune").config.max_steps == 3 == results.candidate("finetune").details["steps"]
     checked = check_task(path)
     # The tiny random model wins nothing: the verdict is set to each fine-tuned winner in turn.
     results.verdict = results.verdict.model_copy(update={"winner": "finetune", "recommendation": "finetune",

@@ -19,9 +19,15 @@ LATENCY_QUERIES = 3
 
 def shorter_timing(task_file) -> None:
     """The example as bundled, except fewer latency queries (nothing the verdict rests on)."""
+    import re
+
     text = task_file.read_text()
-    assert "latency_p95_ms" not in text and "\ngeneration:\n" in text and "latency_queries" not in text
-    task_file.write_text(text.replace("\ngeneration:\n", f"\ngeneration:\n  latency_queries: {LATENCY_QUERIES}\n", 1))
+    assert "latency_p95_ms" not in text and "\ngeneration:\n" in text
+    if "latency_queries:" in text:
+        text = re.sub(r"(\n  latency_queries:) *\d+", rf"\g<1> {LATENCY_QUERIES}", text, count=1)
+    else:
+        text = text.replace("\ngeneration:\n", f"\ngeneration:\n  latency_queries: {LATENCY_QUERIES}\n", 1)
+    task_file.write_text(text)
 
 
 @pytest.mark.slow
