@@ -1,8 +1,10 @@
 """Distillation: the usual path from an API bill to a small model. A ``compare:`` endpoint with
-``distill: all`` writes the answer of every training input (with the task's prompt), the answers
-and what they cost are kept in ``runs/<name>/distill/``, and a pilot trained on them is measured
-as its own candidate, ``finetune-distilled@<name>``, beside the plain pilot: the verdict then says
-whether distillation closes the gap to the compared model.
+``distill: all`` writes the answer of every training input (with the task's prompt); with
+``distill: missing`` only of the training inputs that have no output (``Splits.unlabeled``), the
+other records keeping their own. The answers and what they cost are kept in
+``runs/<name>/distill/``, and a pilot trained on them is measured as its own candidate,
+``finetune-distilled@<name>``, beside the plain pilot: the verdict then says whether
+distillation closes the gap to the compared model.
 
 The teacher's answers are cached like every endpoint answer, so a re-run pays nothing again; their
 cost is the candidate's one-off cost (with its training time).
@@ -32,6 +34,11 @@ def run_distill(ctx: RunContext):
         ctx.extras.setdefault("not_measured", []).append(
             "distill: distillation writes answers for input → output records; this data is preference data.")
         return []
+    if cfg.distill == "missing" and not ctx.splits.unlabeled:
+        ctx.extras.setdefault("not_measured", []).append(
+            f"finetune-distilled@{cfg.name}: distill: missing, but every training record has its output; "
+            "nothing for the teacher to answer (distill: all answers every training input).")
+        return []
     train, report = distilled_train(ctx, cfg)
     if not train:
         ctx.extras.setdefault("not_measured", []).append(
@@ -44,7 +51,9 @@ def run_distill(ctx: RunContext):
         label=f"Pilot fine-tune on {cfg.name}'s answers (LoRA)", eval_prompts=prompts,
         answer_one=lambda model, i: generate(model, tok, [prompts[i]], task.generation, batch_size=1),
         describe=lambda config, steps: (f"pilot LoRA r={config.params['rank']} {_stage_text(config)} on "
-                                        f"{len(train)} answers written by {cfg.name} ({cfg.model}), {steps} steps"))
+                                        + (f"{len(train)} records, {len(train) - report['own_outputs']} of them "
+                                           "answered" if report["own_outputs"] else f"{len(train)} answers")
+                                        + f" by {cfg.name} ({cfg.model}), {steps} steps"))
     splits = replace(ctx.splits, train=train)
     candidate = train_pilot(replace(ctx, splits=splits), pilot)
     ctx.extras.setdefault("splits", {})[candidate.name] = splits  # the study tunes on them when it wins
@@ -59,7 +68,10 @@ def distilled_train(ctx: RunContext, cfg) -> tuple[list, dict]:
     report: how many, billed tokens, cost, where they are kept."""
     from foundation.endpoints import EndpointModel, endpoint_for
 
-    task, records = ctx.task, ctx.splits.train
+    task = ctx.task
+    # all: every training input, the unlabeled ones too; missing: only those without an output
+    records = ctx.splits.unlabeled if cfg.distill == "missing" else ctx.splits.train + ctx.splits.unlabeled
+    kept = ctx.splits.train if cfg.distill == "missing" else []  # records trained on with their own outputs
     model = EndpointModel(endpoint_for(task, cfg.name, "distill"))
     conversations = [task_messages(task.prompt, r) for r in records]
     with ctx.progress.task(f"{cfg.name} writes {len(records)} training answers", total=len(records)) as advance:
@@ -76,12 +88,13 @@ def distilled_train(ctx: RunContext, cfg) -> tuple[list, dict]:
                                ensure_ascii=False) + "\n")
     cost = model.cost(replies)
     report = {"teacher": cfg.name, "teacher_model": cfg.model, "inputs": cfg.distill, "answers": len(replies),
+              "own_outputs": len(kept),
               "empty_answers": sum(not reply.text for reply in replies), "from_cache": len(replies) - len(fresh),
               "prompt_tokens": sum(r.prompt_tokens or 0 for r in replies),
               "completion_tokens": sum(r.completion_tokens or 0 for r in replies),
               "cost_usd": cost, "priced": cost is not None, "answers_file": str(path.relative_to(ctx.run_dir))}
     (folder / f"{_safe(cfg.name)}.summary.json").write_text(json.dumps(report, indent=2))
-    train = [replace(r, output=reply.text) for r, reply in zip(records, replies) if reply.text]
+    train = kept + [replace(r, output=reply.text) for r, reply in zip(records, replies) if reply.text]
     return train, report
 
 
@@ -100,7 +113,10 @@ def reload_distilled(splits, run_dir, candidate):
         raise AdviseError(f"{candidate.name} won on answers written by {report.get('teacher', 'the teacher')}, "
                           f"which this file should hold and does not ({type(e).__name__}); run `advise run` again "
                           "to write them", file=display_path(path)) from None
-    train = [replace(r, output=answers[r.input]) for r in splits.train if answers.get(r.input)]
+    # The teacher's answer where it wrote one (every input with distill: all, the unlabeled ones with
+    # missing); a record it did not answer keeps its own output, if it has one.
+    train = [replace(r, output=answers[r.input]) if r.input in answers else r
+             for r in splits.train + splits.unlabeled if (answers[r.input] if r.input in answers else r.output)]
     if not train:
         raise AdviseError(f"none of its answers belongs to a training input of this task; run `advise run` again",
                           file=display_path(path))

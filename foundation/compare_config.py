@@ -37,9 +37,11 @@ class CompareModel(BaseModel):
     timeout: float = Field(60.0, gt=0, le=3600, description="Seconds one request may take.")
     max_retries: int = Field(3, ge=0, le=20, description=(
         "Retries of a request after a timeout, 429 or 5xx (backoff, honouring Retry-After)."))
-    distill: Literal["off", "all"] = Field("off", description=(
+    distill: Literal["off", "all", "missing"] = Field("off", description=(
         "all: this endpoint writes the answer of every training input and a pilot trained on its answers is "
-        "measured beside the plain pilot (finetune-distilled@<name>)."))
+        "measured beside the plain pilot (finetune-distilled@<name>); missing: it answers only the training "
+        "inputs without an output (their answer field missing or empty), and the pilot trains on those answers "
+        "and the other records' own outputs."))
 
     @model_validator(mode="before")
     @classmethod

@@ -4,7 +4,7 @@ formats, sizes and leakage. Readers are in ``foundation.readers``, formats in ``
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from foundation.errors import AdviseError
@@ -22,6 +22,7 @@ class Splits:
     validation: list[Record]
     eval: list[Record]
     stats: dict
+    unlabeled: list[Record] = field(default_factory=list)  # train inputs without an output (distill: missing)
 
     @property
     def kind(self) -> str:
@@ -31,8 +32,9 @@ class Splits:
 
 
 def load_records(path: Path, fmt: str = "auto", columns=None, shown: str | None = None, *,
-                 answer_lists: bool = True) -> tuple[list[Record], str]:
-    """All records of one file and the format they are in (``answer_lists``: see ``to_record``)."""
+                 answer_lists: bool = True, unlabeled: bool = False) -> tuple[list[Record], str]:
+    """All records of one file and the format they are in (``answer_lists``, ``unlabeled``: see
+    ``to_record``; with ``unlabeled`` a row without its answer takes the format of the rows before it)."""
     shown = shown or str(path)
     untyped = path.suffix.lower() in (".csv", ".tsv")  # no booleans there: a label may be the text true / false
     rows = read_rows(path, shown)
@@ -45,9 +47,13 @@ def load_records(path: Path, fmt: str = "auto", columns=None, shown: str | None 
     for line, row in rows:
         row_fmt = fmt
         if fmt == "auto":
-            row_fmt = detect_format(row)
+            row_fmt = detect_format(row) or (file_fmt if unlabeled else None)
             if row_fmt is None:
                 keys = ", ".join(sorted(map(str, row))[:6]) or "none"
+                if file_fmt is not None and data_kind(file_fmt) == "sft":
+                    raise AdviseError(f"this record is not {file_fmt} like the ones before it (keys: {keys}); an input "
+                                      "without its answer belongs in training data only when a compare: endpoint "
+                                      "answers it (distill: missing)", file=shown, where=line)
                 raise AdviseError(f"unrecognised record format (keys: {keys}); set data.format or data.columns",
                                   file=shown, where=line)
             if file_fmt is None:
@@ -55,7 +61,7 @@ def load_records(path: Path, fmt: str = "auto", columns=None, shown: str | None 
             elif row_fmt != file_fmt:
                 raise AdviseError(_mixed(row_fmt, file_fmt), file=shown, where=line)
         try:
-            record = to_record(row, row_fmt, columns, untyped=untyped, answer_lists=answer_lists)
+            record = to_record(row, row_fmt, columns, untyped=untyped, answer_lists=answer_lists, unlabeled=unlabeled)
         except ValueError as e:
             raise AdviseError(f"{file_fmt} record: {e}", file=shown, where=line) from None
         record.origin = (shown, line)
@@ -82,9 +88,15 @@ def load_splits(task) -> Splits:
     rng = random.Random(task.seed)
     formats = {}
     lists = {"answer_lists": task.metric.name != "json"}  # a json reference may itself be a list
+    # distill: missing: training inputs without an output are the teacher's to answer (never eval's)
+    unlabeled_ok = any(getattr(m, "distill", "off") == "missing" for m in getattr(task, "compare", []) or [])
+    unlabeled: list[Record] = []
     if data.file is not None:
         path = task.resolve(data.file)
-        records, formats["file"] = load_records(path, data.format, data.columns, display_path(path), **lists)
+        records, formats["file"] = load_records(path, data.format, data.columns, display_path(path),
+                                                unlabeled=unlabeled_ok, **lists)
+        unlabeled = [r for r in records if not r.output]
+        records = [r for r in records if r.output]
         order = list(range(len(records)))
         rng.shuffle(order)
         n_eval = max(1, round(len(records) * data.eval_fraction))
@@ -92,7 +104,9 @@ def load_splits(task) -> Splits:
         train = [records[i] for i in order[n_eval:]]
     else:
         train, formats["train"] = load_records(task.resolve(data.train), data.format, data.columns,
-                                               display_path(task.resolve(data.train)), **lists)
+                                               display_path(task.resolve(data.train)), unlabeled=unlabeled_ok, **lists)
+        unlabeled = [r for r in train if not r.output]
+        train = [r for r in train if r.output]
         eval_recs, formats["eval"] = load_records(task.resolve(data.eval), data.format, data.columns,
                                                   display_path(task.resolve(data.eval)), **lists)
         _check_same_kind(task, formats)
@@ -107,7 +121,9 @@ def load_splits(task) -> Splits:
                           f"{MIN_EVAL_EXAMPLES}", file=shown_task, where=where)
     if not train:
         where = "data.eval_fraction" if data.file is not None else ("data.max_train" if data.max_train else "data.train")
-        raise AdviseError("the train split is empty", file=shown_task, where=where)
+        raise AdviseError("the train split is empty" + (
+            f" of records with an output ({len(unlabeled)} without one, for distill: missing): the pilot, few-shot "
+            "prompts and validation need some with" if unlabeled else ""), file=shown_task, where=where)
     check_references(task, train + eval_recs, shown_task)
     train_keys = {r.key() for r in train}
     leaked = [r for r in eval_recs if r.key() in train_keys]
@@ -124,11 +140,12 @@ def load_splits(task) -> Splits:
     stats = {
         "formats": formats,
         "kind": data_kind(next(iter(formats.values()))),
-        "sizes": {"train": len(train), "validation": len(val), "eval": len(eval_recs)},
+        "sizes": {"train": len(train), "validation": len(val), "eval": len(eval_recs),
+                  **({"unlabeled": len(unlabeled)} if unlabeled_ok else {})},
         "leakage": {"train_eval_duplicates": len(leaked),
                     "examples": [r.input[:120] for r in leaked[:5]]},
     }
-    return Splits(train=train, validation=val, eval=eval_recs, stats=stats)
+    return Splits(train=train, validation=val, eval=eval_recs, stats=stats, unlabeled=unlabeled)
 
 
 def _check_same_kind(task, formats: dict) -> None:

@@ -145,8 +145,10 @@ def _messages(turns, role_key: str, text_key: str, where: str) -> tuple[str | No
     return system, messages
 
 
-def _from_turns(turns, role_key: str, text_key: str, where: str) -> Record:
+def _from_turns(turns, role_key: str, text_key: str, where: str, unlabeled: bool = False) -> Record:
     system, messages = _messages(turns, role_key, text_key, where)
+    if unlabeled and messages and messages[-1]["role"] == "user" and messages[-1]["content"].strip():
+        return Record(input=messages[-1]["content"], output="", system=system, history=messages[:-1])
     if len(messages) < 2 or messages[-1]["role"] != "assistant" or messages[-2]["role"] != "user":
         raise ValueError(f"{where} must end with a user turn followed by an assistant turn")
     for name, turn in (("user", messages[-2]), ("assistant", messages[-1])):
@@ -165,15 +167,22 @@ def _system(row: dict, key: str | None) -> str | None:
     return _text(row[key], key) or None
 
 
-def to_record(row: dict, fmt: str, columns=None, *, untyped: bool = False, answer_lists: bool = True) -> Record:
+def to_record(row: dict, fmt: str, columns=None, *, untyped: bool = False, answer_lists: bool = True,
+              unlabeled: bool = False) -> Record:
     """Convert one row in format ``fmt``; raises ValueError naming the missing field. ``untyped``:
     the row comes from a file without types (CSV), so a ``label`` may be the text true or false.
     ``answer_lists``: an answer given as a list of texts (TriviaQA) or as SQuAD's ``{text: [...]}``
     is its first text, with the others as alternatives the metric also accepts (off for the json
-    metric, whose references are JSON values)."""
+    metric, whose references are JSON values). ``unlabeled``: an input without an answer (a missing
+    or empty answer field, a conversation ending with a user turn) is a record with ``output`` ""
+    (training inputs a ``compare:`` model answers, ``distill: missing``).
+
+    >>> to_record({"question": "Where is E-44?"}, "question_answer", unlabeled=True).output
+    ''
+    """
     if fmt in PAIRED_FORMATS or fmt in UNPAIRED_FORMATS:
         return _preference_record(row, fmt, untyped)
-    f = _Fields(row, fmt, answer_lists)
+    f = _Fields(row, fmt, answer_lists, unlabeled)
     if fmt in ("alpaca", "dolly"):  # Dolly: instruction, context, response (and a category)
         instruction = f.need("instruction")
         extra = row.get("input" if fmt == "alpaca" else "context")
@@ -185,7 +194,7 @@ def to_record(row: dict, fmt: str, columns=None, *, untyped: bool = False, answe
             have = ", ".join(sorted(map(str, row))[:6]) or "none"
             raise ValueError(f"no '{key}' field (keys here: {have}); is data.format right?")
         role, text = ("from", "value") if fmt == "sharegpt" else ("role", "content")
-        return _from_turns(row[key], role, text, key)
+        return _from_turns(row[key], role, text, key, unlabeled)
     if fmt == "prompt_completion":
         return Record(input=f.need("prompt"), **f.answer("completion"))
     if fmt == "question_answer":
@@ -199,8 +208,8 @@ class _Fields:
     """The fields of one row as texts: ``need`` one, ``joined`` several, an ``answer`` with its
     alternatives; ``data.columns`` may name a dotted path into an object (``answers.text``)."""
 
-    def __init__(self, row: dict, fmt: str, answer_lists: bool):
-        self.row, self.fmt, self.answer_lists = row, fmt, answer_lists
+    def __init__(self, row: dict, fmt: str, answer_lists: bool, unlabeled: bool = False):
+        self.row, self.fmt, self.answer_lists, self.unlabeled = row, fmt, answer_lists, unlabeled
 
     def value(self, key):
         if key in self.row or self.fmt != "columns" or "." not in key:
@@ -235,7 +244,10 @@ class _Fields:
         return "\n\n".join(parts)
 
     def answer(self, key) -> dict:
-        texts = _answer_texts(self.value(key)) if self.answer_lists else None
+        value = self.value(key)
+        if self.unlabeled and (value is None or (isinstance(value, str) and not has_text(value))):
+            return {"output": ""}  # an input for the teacher to answer
+        texts = _answer_texts(value) if self.answer_lists else None
         if texts is None:
             return {"output": self.need(key)}
         if not texts:

@@ -186,3 +186,45 @@ tune:
 
     with pytest.raises(AdviseError, match="teacher.jsonl.*run `advise run` again"):
         tune_task(load_task(path), fresh=True)
+
+
+def test_distill_missing_answers_only_the_training_inputs_without_an_output(tmp_path, monkeypatch):
+    """distill: missing: 12 training questions have answers, 8 have none (a missing field, an empty
+    one, a conversation-less blank): the teacher is asked those 8 alone, and the distilled pilot
+    trains on the 12 own outputs (less validation) and the 8 answers. Without distill: missing the
+    same file is refused at the line of the first record without an answer."""
+    from advisor.pipeline import run_task
+    from advisor.tasks import load_task
+    from foundation.data import load_splits
+    from foundation.errors import AdviseError
+
+    monkeypatch.setenv("ADVISE_TEST_KEY", KEY)
+    labeled = [{"question": f"What is the code of part {i}?", "answer": f"P-{i:03d}"} for i in range(12)]
+    missing = ([{"question": f"What is the code of part {i}?"} for i in range(50, 54)]
+               + [{"question": f"What is the code of part {i}?", "answer": "  "} for i in range(54, 58)])
+    with FaultServer(_teacher) as teacher:
+        path = write_task(tmp_path / "m", corpus=False, train=labeled[:6] + missing + labeled[6:], extra=f"""
+compare:
+  - {{name: teacher, model: t, base_url: '{teacher.url}', api_key_env: ADVISE_TEST_KEY, distill: missing,
+     price_per_million_input: {PRICE_IN}, price_per_million_output: {PRICE_OUT}}}
+""")
+        path.write_text(path.read_text().replace("finetune: {max_steps: 3", "finetune_rag: {enabled: false}\n  finetune: {max_steps: 3"))
+        splits = load_splits(load_task(path))
+        assert len(splits.unlabeled) == 8 and all(not r.output for r in splits.unlabeled)
+        assert all(r.output for r in splits.train + splits.validation)  # eval, validation and the pilot: outputs only
+        results = run_task(path, tune=False)
+        asked = [body["messages"][-1]["content"] for _, body, _ in teacher.requests
+                 if body["messages"][0]["content"] != "You are a strict, fair grader."]
+    distilled = results.candidate("finetune-distilled@teacher")
+    report = distilled.details["distillation"]
+    rows = [json.loads(line) for line in (tmp_path / "m/runs/tiny-task" / report["answers_file"]).read_text().splitlines()]
+    assert report["inputs"] == "missing" and report["answers"] == 8 == len(rows)
+    assert sorted(r["output"] for r in rows) == [f"P-{i:03d}" for i in range(50, 58)]
+    assert sum(any(f"part {i}?" in text for text in asked) for i in range(50, 58)) == 8
+    assert report["own_outputs"] == len(splits.train) and results.data["sizes"]["unlabeled"] == 8
+    assert f"on {len(splits.train) + 8} records, 8 of them answered by teacher" in distilled.description
+
+    path.write_text(path.read_text().replace("distill: missing", "distill: all"))
+    with pytest.raises(AdviseError) as e:
+        load_splits(load_task(path))
+    assert e.value.file.endswith("train.jsonl") and e.value.where == 7 and "distill: missing" in e.value.message
