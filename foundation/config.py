@@ -264,9 +264,8 @@ class FinetuneRagBaselineConfig(Section):
     enabled: bool = Field(True, description="Measure the FT + RAG candidate (when rag and finetune run).")
     distractors: int = Field(1, ge=0, le=20, description=(
         "Random corpus chunks (or training examples) added to each training prompt's retrieved context."))
-    max_steps: int | None = Field(None, gt=0, le=1_000_000, description=(
-        "Optimiser steps of the FT + RAG pilot at most; unset: baselines.finetune.max_steps. Its records carry "
-        "the retrieved context, so a step costs several of the plain pilot's."))
+    max_steps: int | None = Field(None, gt=0, le=1_000_000, description="Optimiser steps of the FT + RAG pilot at "
+                                  "most (unset: baselines.finetune.max_steps); each carries the retrieved context.")
 
 
 class BaselinesConfig(Section):
@@ -274,7 +273,6 @@ class BaselinesConfig(Section):
     rag: RagBaselineConfig = Field(default_factory=RagBaselineConfig, description="Retrieval-augmented prompts.")
     finetune: FinetuneBaselineConfig = Field(default_factory=FinetuneBaselineConfig, description="The pilot fine-tune.")
     finetune_rag: FinetuneRagBaselineConfig = Field(default_factory=FinetuneRagBaselineConfig, description="FT + RAG.")
-
 
     @model_validator(mode="after")
     def _at_least_one(self):
