@@ -228,9 +228,8 @@ class FinetuneBaselineConfig(Section):
         "Safety net in wall-clock seconds: training stops here even before max_steps. The pilot's budget is "
         "max_steps (and epochs), so a busy machine and a quiet one train the same steps; a pilot this stops "
         "says so in its learning curve and the verdict's cautions (steps done of planned)."))
-    objective: str = Field("auto", description=(
-        "Training objective of the pilot: auto (sft; sft+dpo on paired preference data, sft+kto on unpaired "
-        "data) or any tune objective."))
+    objective: str = Field("auto", description="Training objective of the pilot: auto (sft; sft+dpo on paired "
+                           "preference data, sft+kto on unpaired data) or any tune objective.")
     max_extensions: int = Field(2, ge=0, le=100, description=(
         "Extra rounds of max_steps/2 steps while validation quality is still rising by more than "
         "verdict.min_gain and beyond noise (a sign test over the validation examples; 0: never extend)."))
@@ -262,8 +261,8 @@ class FinetuneRagBaselineConfig(Section):
     baselines.rag and baselines.finetune run too."""
 
     enabled: bool = Field(True, description="Measure the FT + RAG candidate (when rag and finetune run).")
-    distractors: int = Field(1, ge=0, le=20, description=(
-        "Random corpus chunks (or training examples) added to each training prompt's retrieved context."))
+    distractors: int = Field(1, ge=0, le=20, description="Random corpus chunks (or training examples) added to "
+                             "each training prompt's retrieved context.")
     max_steps: int | None = Field(None, gt=0, le=1_000_000, description="Optimiser steps of the FT + RAG pilot at "
                                   "most (unset: baselines.finetune.max_steps); each carries the retrieved context.")
 

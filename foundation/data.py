@@ -80,17 +80,10 @@ def _mixed(row_fmt: str, file_fmt: str) -> str:
     return f"mixed formats in one file: this record is {row_fmt}, earlier ones are {file_fmt}"
 
 
-def load_splits(task) -> Splits:
-    """Train / validation / eval records for a task, with stats on formats, the data kind
-    (``Splits.kind``), sizes and leakage."""
-    data = task.data
-    shown_task = display_path(task.source_path) if task.source_path else "task.yaml"
-    rng = random.Random(task.seed)
-    formats = {}
+def _read_splits(task, unlabeled_ok: bool) -> tuple[list[Record], list[Record], list[Record], dict]:
+    """(train, eval, train inputs without an output, formats) as the files hold them."""
+    data, formats = task.data, {}
     lists = {"answer_lists": task.metric.name != "json"}  # a json reference may itself be a list
-    # distill: missing: training inputs without an output are the teacher's to answer (never eval's)
-    unlabeled_ok = any(getattr(m, "distill", "off") == "missing" for m in getattr(task, "compare", []) or [])
-    unlabeled: list[Record] = []
     if data.file is not None:
         path = task.resolve(data.file)
         records, formats["file"] = load_records(path, data.format, data.columns, display_path(path),
@@ -98,18 +91,25 @@ def load_splits(task) -> Splits:
         unlabeled = [r for r in records if not r.output]
         records = [r for r in records if r.output]
         order = list(range(len(records)))
-        rng.shuffle(order)
+        random.Random(task.seed).shuffle(order)
         n_eval = max(1, round(len(records) * data.eval_fraction))
-        eval_recs = [records[i] for i in order[:n_eval]]
-        train = [records[i] for i in order[n_eval:]]
-    else:
-        train, formats["train"] = load_records(task.resolve(data.train), data.format, data.columns,
-                                               display_path(task.resolve(data.train)), unlabeled=unlabeled_ok, **lists)
-        unlabeled = [r for r in train if not r.output]
-        train = [r for r in train if r.output]
-        eval_recs, formats["eval"] = load_records(task.resolve(data.eval), data.format, data.columns,
-                                                  display_path(task.resolve(data.eval)), **lists)
-        _check_same_kind(task, formats)
+        return [records[i] for i in order[n_eval:]], [records[i] for i in order[:n_eval]], unlabeled, formats
+    train, formats["train"] = load_records(task.resolve(data.train), data.format, data.columns,
+                                           display_path(task.resolve(data.train)), unlabeled=unlabeled_ok, **lists)
+    eval_recs, formats["eval"] = load_records(task.resolve(data.eval), data.format, data.columns,
+                                              display_path(task.resolve(data.eval)), **lists)
+    _check_same_kind(task, formats)
+    return [r for r in train if r.output], eval_recs, [r for r in train if not r.output], formats
+
+
+def load_splits(task) -> Splits:
+    """Train / validation / eval records for a task, with stats on formats, the data kind
+    (``Splits.kind``), sizes and leakage."""
+    data = task.data
+    shown_task = display_path(task.source_path) if task.source_path else "task.yaml"
+    # distill: missing: training inputs without an output are the teacher's to answer (never eval's)
+    unlabeled_ok = any(getattr(m, "distill", "off") == "missing" for m in getattr(task, "compare", []) or [])
+    train, eval_recs, unlabeled, formats = _read_splits(task, unlabeled_ok)
     if data.max_eval:
         eval_recs = eval_recs[: data.max_eval]
     if data.max_train:
