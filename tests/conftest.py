@@ -90,3 +90,15 @@ def tiny():
 
     src = resolve_model("tiny-random")
     return load_model(src, seed=0), load_tokenizer(src)
+
+
+def learnable_in_a_few_steps(path: Path) -> Path:
+    """A write_task task made one a pilot learns in a few LoRA steps and the random tiny model
+    cannot answer: one-token answers, exact match, 12 steps at a high learning rate."""
+    path.write_text(path.read_text()
+                    .replace("metric: {name: contains}", "metric: {name: exact_match}")
+                    .replace("max_new_tokens: 6", "max_new_tokens: 1")
+                    .replace("finetune: {max_steps: 3, batch_size: 4, max_seq_length: 96}",
+                             "finetune: {max_steps: 12, batch_size: 8, learning_rate: 0.02, rank: 16, alpha: 512, "
+                             "max_seq_length: 64}"))
+    return path

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import write_task
+from conftest import learnable_in_a_few_steps, write_task
 
 ADVISE = [sys.executable, "-m", "commands.cli"]
 
@@ -83,7 +83,9 @@ def test_interrupted_run_keeps_what_was_measured(tmp_path):
 
 @pytest.mark.slow
 def test_bundled_model_end_to_end_is_deterministic(tmp_path):
-    """The real bundled SmolLM2-135M-Instruct through `advise run`, twice: same verdict, same answers."""
+    """The real bundled SmolLM2-135M-Instruct through `advise run`, twice: same verdict, same answers.
+    FT + RAG is left out (its parts, retrieval and the pilot's training, are each candidates here) and
+    one query is timed per candidate (latency is not compared): the two runs cost half as much."""
     rows = [{"question": f"Which city is the capital of {c}?", "answer": a} for c, a in [
         ("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Germany", "Berlin"), ("Japan", "Tokyo"),
         ("Egypt", "Cairo"), ("Greece", "Athens"), ("Portugal", "Lisbon"), ("Austria", "Vienna"), ("Russia", "Moscow")]]
@@ -91,7 +93,9 @@ def test_bundled_model_end_to_end_is_deterministic(tmp_path):
     for n in (1, 2):
         folder = tmp_path / f"run{n}"
         path = write_task(folder, model="default", train=rows[:4] * 3, eval_rows=rows[4:])
-        path.write_text(path.read_text().replace("max_new_tokens: 6", "max_new_tokens: 16"))
+        path.write_text(path.read_text().replace("max_new_tokens: 6", "max_new_tokens: 16")
+                        .replace("latency_queries: 3", "latency_queries: 1")
+                        .replace("finetune: {max_steps: 3", "finetune_rag: {enabled: false}\n  finetune: {max_steps: 3"))
         r = advise("run", path, "--quiet", "--no-tune")
         assert r.returncode == 0, r.stderr
         runs.append(json.loads((folder / "runs/tiny-task/results.json").read_text()))
@@ -111,12 +115,7 @@ def test_run_goes_on_into_the_study_when_finetuning_wins(tmp_path):
     path = write_task(tmp_path / "t", corpus=False, train=train, eval_rows=evals,
                       extra="tune: {n_trials: 2, max_steps: 8, eval_every: 4, methods: [lora], "
                             "search: {learning_rate: {low: 0.05, high: 0.1}}}")
-    path.write_text(path.read_text()
-                    .replace("metric: {name: contains}", "metric: {name: exact_match}")
-                    .replace("max_new_tokens: 6", "max_new_tokens: 1")
-                    .replace("finetune: {max_steps: 3, batch_size: 4, max_seq_length: 96}",
-                             "finetune: {max_steps: 12, batch_size: 8, learning_rate: 0.02, rank: 16, alpha: 512, "
-                             "max_seq_length: 64}"))
+    learnable_in_a_few_steps(path)
     r = advise("run", path, "--quiet")
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "t/runs/tiny-task"

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import write_task
+from conftest import learnable_in_a_few_steps, write_task
 from endpoint_servers import FaultServer, TransformersServe, completion, save_tiny_model
 
 KEY = "sk-live-PLANTED-c0ffee0123456789"
@@ -163,12 +163,7 @@ compare:
      price_per_million_input: {PRICE_IN}, price_per_million_output: {PRICE_OUT}}}
 tune:
 {QUICK}""")
-        path.write_text(path.read_text()
-                        .replace("metric: {name: contains}", "metric: {name: exact_match}")
-                        .replace("max_new_tokens: 6", "max_new_tokens: 1")
-                        .replace("finetune: {max_steps: 3, batch_size: 4, max_seq_length: 96}",
-                                 "finetune: {max_steps: 12, batch_size: 8, learning_rate: 0.02, rank: 16, alpha: 512, "
-                                 "max_seq_length: 64}"))
+        learnable_in_a_few_steps(path)
         results = run_task(path, tune=False)
         verdict = results.verdict
         by_name = {c.name: c.quality.mean for c in results.candidates}
