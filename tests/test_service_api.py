@@ -117,7 +117,7 @@ def _job_processes(run_id: int) -> list:
 def test_cancel_a_queued_and_a_running_run(server, tmp_path):
     long = write_task(tmp_path / "long", extra="").parent
     task = long / "task.yaml"
-    text = task.read_text().replace("finetune: {max_steps: 3,", "finetune: {max_steps: 500, epochs: 200,")
+    text = task.read_text().replace("finetune: {max_steps: 3,", "finetune: {max_steps: 4000, epochs: 1000,")
     task.write_text(text.replace("prompt: {few_shot_k: 2}", "prompt: {few_shot_k: 0}"))
     running = submit_zip(server, long, tune=False).json()
     queued = submit_zip(server, long, tune=False).json()
