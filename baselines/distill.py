@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from foundation.endpoints import safe_name
 from foundation.generation import generate, task_messages, task_prompts
 from baselines.base import RunContext, register_baseline
 from baselines.finetune import Pilot, _stage_text, train_pilot
@@ -47,7 +48,7 @@ def run_distill(ctx: RunContext):
     tok = ctx.tokenizer
     prompts = task_prompts(tok, task.prompt, ctx.splits.eval)
     pilot = Pilot(
-        name=f"finetune-distilled@{cfg.name}", baseline="distill", adapter=f"distilled-{_safe(cfg.name)}",
+        name=f"finetune-distilled@{cfg.name}", baseline="distill", adapter=f"distilled-{safe_name(cfg.name)}",
         label=f"Pilot fine-tune on {cfg.name}'s answers (LoRA)", eval_prompts=prompts,
         answer_one=lambda model, i: generate(model, tok, [prompts[i]], task.generation, batch_size=1),
         describe=lambda config, steps: (f"pilot LoRA r={config.params['rank']} {_stage_text(config)} on "
@@ -80,7 +81,7 @@ def distilled_train(ctx: RunContext, cfg) -> tuple[list, dict]:
     fresh = [r for r in replies if not r.cached]
     folder = ctx.run_dir / "distill"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{_safe(cfg.name)}.jsonl"
+    path = folder / f"{safe_name(cfg.name)}.jsonl"
     with path.open("w", encoding="utf-8") as f:
         for r, reply in zip(records, replies):
             f.write(json.dumps({"input": r.input, "output": reply.text, "reference": r.output,
@@ -93,7 +94,7 @@ def distilled_train(ctx: RunContext, cfg) -> tuple[list, dict]:
               "prompt_tokens": sum(r.prompt_tokens or 0 for r in replies),
               "completion_tokens": sum(r.completion_tokens or 0 for r in replies),
               "cost_usd": cost, "priced": cost is not None, "answers_file": str(path.relative_to(ctx.run_dir))}
-    (folder / f"{_safe(cfg.name)}.summary.json").write_text(json.dumps(report, indent=2))
+    (folder / f"{safe_name(cfg.name)}.summary.json").write_text(json.dumps(report, indent=2))
     train = kept + [replace(r, output=reply.text) for r, reply in zip(records, replies) if reply.text]
     return train, report
 
@@ -115,13 +116,10 @@ def reload_distilled(splits, run_dir, candidate):
                           "to write them", file=display_path(path)) from None
     # The teacher's answer where it wrote one (every input with distill: all, the unlabeled ones with
     # missing); a record it did not answer keeps its own output, if it has one.
-    train = [replace(r, output=answers[r.input]) if r.input in answers else r
-             for r in splits.train + splits.unlabeled if (answers[r.input] if r.input in answers else r.output)]
+    outputs = [(r, answers.get(r.input, r.output)) for r in splits.train + splits.unlabeled]
+    train = [replace(r, output=output) for r, output in outputs if output]
     if not train:
-        raise AdviseError(f"none of its answers belongs to a training input of this task; run `advise run` again",
+        raise AdviseError("none of its answers belongs to a training input of this task; run `advise run` again",
                           file=display_path(path))
     return replace(splits, train=train)
 
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)

@@ -224,10 +224,11 @@ def endpoint_for(task, name: str, cache_name: str) -> Endpoint:
     index = next(i for i, m in enumerate(task.compare) if m.name == name)
     shown = display_path(task.source_path) if task.source_path else None
     folder = task.run_dir / "endpoints"
-    return Endpoint(task.compare[index], index, folder / f"{_safe(name)}.{cache_name}.jsonl", shown)
+    return Endpoint(task.compare[index], index, folder / f"{safe_name(name)}.{cache_name}.jsonl", shown)
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """``name`` as a file name: letters, digits, '.', '_' and '-' kept, anything else '_'."""
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
