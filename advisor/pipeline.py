@@ -13,6 +13,7 @@ from foundation.paths import display_path
 from foundation.progress import QUIET, Progress
 from foundation.results import Results, load_results, save_results
 from foundation.runinfo import new_results, quiet_libraries, run_dir_lock
+from foundation.threads import fit_threads, pinned_threads
 
 
 def run_task(checked, progress: Progress = QUIET, *, tune: bool = True, seeds: int = 1) -> Results:
@@ -25,6 +26,7 @@ def run_task(checked, progress: Progress = QUIET, *, tune: bool = True, seeds: i
     from advisor.tasks import CheckedTask, check_task
 
     quiet_libraries()
+    pinned_threads()  # a bad ADVISE_THREADS is one line before anything runs
     t0 = time.perf_counter()
     checked = checked if isinstance(checked, CheckedTask) else check_task(checked)
     check_seeds(checked.task, seeds)
@@ -78,7 +80,7 @@ def _measured(path) -> bool:
 
 def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int = 1) -> Results:
     from decision.verdict import decide
-    from baselines.base import RunContext, load_all
+    from baselines.base import RunContext
     from foundation.models import load_model, load_tokenizer, pick_device, resolve_model
 
     task, splits, corpus = checked.task, checked.splits, checked.corpus
@@ -101,13 +103,7 @@ def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int =
 
     ctx = RunContext(task=task, splits=splits, corpus=corpus, model=model, tokenizer=tokenizer, device=device,
                      run_dir=run_dir, progress=progress)
-    for name, baseline in load_all().items():
-        if not baseline.enabled(task):
-            continue
-        t0 = time.perf_counter()
-        results.candidates.extend(baseline.run(ctx))
-        results.timings[name] = time.perf_counter() - t0
-        save_results(results, run_dir)
+    _measure_baselines(ctx, results)
 
     results.verdict = decide(results.candidates, task)
     results.verdict.cautions.extend(ctx.extras.get("not_measured", []))
@@ -135,6 +131,21 @@ def _run(checked, progress: Progress, tune: bool, load_data: float, seeds: int =
     results.status = "complete" if results.study is None or results.study.status == "complete" else "interrupted"
     save_results(results, run_dir)
     return results
+
+
+def _measure_baselines(ctx, results: Results) -> None:
+    """Each enabled baseline in turn, on the threads the machine leaves free now; saved after each."""
+    from baselines.base import load_all
+
+    threads = results.environment.setdefault("torch_threads_by_stage", {})
+    for name, baseline in load_all().items():
+        if not baseline.enabled(ctx.task):
+            continue
+        threads[name] = fit_threads(ctx.device)  # one per core other processes leave free (foundation.threads)
+        t0 = time.perf_counter()
+        results.candidates.extend(baseline.run(ctx))
+        results.timings[name] = time.perf_counter() - t0
+        save_results(results, ctx.run_dir)
 
 
 def _note_distilled(results: Results, winner, splits) -> None:
@@ -184,6 +195,7 @@ def tune_task(task, *, progress: Progress = QUIET, resume: bool = False, storage
     from tuner.storage import check_storage_url
 
     quiet_libraries()
+    pinned_threads()
     if storage is not None and (problem := check_storage_url(storage)):
         raise AdviseError(problem, where="--storage")
     checked = check_task(task)

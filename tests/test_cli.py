@@ -82,10 +82,16 @@ def test_interrupted_run_keeps_what_was_measured(tmp_path):
 
 
 @pytest.mark.slow
-def test_bundled_model_end_to_end_is_deterministic(tmp_path):
+def test_bundled_model_end_to_end_is_deterministic(tmp_path, monkeypatch):
     """The real bundled SmolLM2-135M-Instruct through `advise run`, twice: same verdict, same answers.
     FT + RAG is left out (its parts, retrieval and the pilot's training, are each candidates here) and
-    one query is timed per candidate (latency is not compared): the two runs cost half as much."""
+    one query is timed per candidate (latency is not compared): the two runs cost half as much.
+    Both run on the thread count the machine leaves free now, pinned: float sums may differ in their
+    last bits between counts (foundation.threads)."""
+    from foundation.threads import threads_now
+
+    threads = threads_now()
+    monkeypatch.setenv("ADVISE_THREADS", str(threads))
     rows = [{"question": f"Which city is the capital of {c}?", "answer": a} for c, a in [
         ("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Germany", "Berlin"), ("Japan", "Tokyo"),
         ("Egypt", "Cairo"), ("Greece", "Athens"), ("Portugal", "Lisbon"), ("Austria", "Vienna"), ("Russia", "Moscow")]]
@@ -100,6 +106,7 @@ def test_bundled_model_end_to_end_is_deterministic(tmp_path):
         assert r.returncode == 0, r.stderr
         runs.append(json.loads((folder / "runs/tiny-task/results.json").read_text()))
     a, b = runs
+    assert set(a["environment"]["torch_threads_by_stage"].values()) == {threads}
     assert a["verdict"]["winner"] == b["verdict"]["winner"]
     for ca, cb in zip(a["candidates"], b["candidates"]):
         assert ca["scores"] == cb["scores"], ca["name"]

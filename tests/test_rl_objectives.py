@@ -200,14 +200,13 @@ def test_rlhf_trains_the_reward_model_once_saves_it_and_runs_grpo_against_it(tin
 def one_thread_when_busy():
     """On a shared, oversubscribed CPU two torch threads wait on each other at every small op: a
     batch-8 rollout of SmolLM2-135M measured 18-23 s with 2 threads vs 4 s with 1 (load 3-5 on 2
-    cores). On a quiet machine the default stays."""
-    import os
-
+    cores). The threads `advise run` would take now (foundation.threads), restored afterwards."""
     import torch
 
+    from foundation.threads import fit_threads
+
     threads = torch.get_num_threads()
-    if os.getloadavg()[0] > (os.cpu_count() or 1):
-        torch.set_num_threads(1)
+    fit_threads()
     yield
     torch.set_num_threads(threads)
 

@@ -23,6 +23,7 @@ from foundation.errors import first_line
 from foundation.progress import QUIET
 from foundation.resources import PeakMemory
 from foundation.results import TrialConfig
+from foundation.threads import fit_threads
 from training.artifacts import TrialRecord, prepare_adapter, save_trial
 from training.estimate import estimate_train_seconds
 from training.evaluate import Evaluator, pruning_callback
@@ -365,6 +366,7 @@ def objective(trial, ctx: TrialContext) -> float:
     import optuna
 
     try:
+        trial.set_user_attr("torch_threads", fit_threads(ctx.kit.device))  # the cores others leave free now
         return run_trial(trial, ctx)
     except optuna.TrialPruned:
         raise
