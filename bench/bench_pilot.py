@@ -20,6 +20,10 @@ and the logged loss of every step of the two training runs.
 
     BENCH_THREADS=1 python bench/bench_pilot.py [--steps 3] [--rag-steps 2] [--reps 1] [--records 16]
 
+``--busy`` measures what a shared machine sees (``bench/results/pilot-busy.json``): another process
+spins on one core for the whole run, ``before`` keeps torch's own thread count (as ``advise run``
+did before ``foundation.threads``) and ``now`` takes the threads ``advise run`` takes now.
+
 On a shared machine run it with ``BENCH_THREADS=1`` (``bench/common.py``): with 2 threads under
 load a step waits at OpenMP barriers and wall times swing several-fold.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -88,6 +93,13 @@ def child_train(pilot: str, path: str, steps: int, run_dir: Path) -> dict:
     settings.max_steps, settings.time_budget_s = steps, None
     settings.answer_logits = path == "now"
     model, adapter = model_and_adapter(task, config)
+    if path == "now" and os.environ.get("BENCH_PILOT_FIT_THREADS"):  # --busy: as advise run does now
+        from foundation.threads import fit_threads
+
+        fit_threads()
+    import torch
+
+    threads = torch.get_num_threads()
     with PeakMemory("cpu") as mem:
         rss_before, cpu_start = mem.peak_mb, time.process_time()
         result = training.train_sft(model, tokenizer, records, prompt=task.prompt, settings=settings,
@@ -97,7 +109,7 @@ def child_train(pilot: str, path: str, steps: int, run_dir: Path) -> dict:
             "cpu_seconds_per_step": (time.process_time() - cpu_start) / result.steps,
             "peak_memory_mb": mem.peak_mb, "memory_before_training_mb": rss_before,
             "micro_batch": settings.batch_size, "grad_accum": settings.grad_accum,
-            "max_seq_length": settings.max_seq_length,
+            "max_seq_length": settings.max_seq_length, "threads": threads,
             "step_losses": [h["loss"] for h in result.log_history if "loss" in h]}
 
 
@@ -148,7 +160,7 @@ def measure(pilot: str, steps: int, reps: int, n_records: int, run_dir: Path) ->
     losses = run_child("losses", pilot, str(n_records), str(run_dir))
     fig = {}
     for path in ("before", "now"):
-        for key in ("seconds_per_step", "cpu_seconds_per_step", "tokens_per_second", "peak_memory_mb"):
+        for key in ("seconds_per_step", "cpu_seconds_per_step", "tokens_per_second", "peak_memory_mb", "threads"):
             fig[f"{path}_{key}"] = median([r[key] for r in runs[path]])
     fig["speedup_seconds_per_step"] = fig["before_seconds_per_step"] / fig["now_seconds_per_step"]
     fig["speedup_tokens_per_second"] = fig["now_tokens_per_second"] / fig["before_tokens_per_second"]
@@ -167,6 +179,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--rag-steps", type=int, default=2, help="training steps of each FT + RAG run")
     ap.add_argument("--reps", type=int, default=1, help="runs per path and pilot (interleaved)")
     ap.add_argument("--records", type=int, default=16, help="records whose loss is compared alone")
+    ap.add_argument("--busy", action="store_true", help="another process spins on one core throughout; "
+                    "'now' fits its threads as advise run does (results: pilot-busy.json)")
     ap.add_argument("--_child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child:
@@ -179,8 +193,17 @@ def main(argv=None) -> dict:
         print(json.dumps(out))
         return out
     run_dir = Path(tempfile.mkdtemp(prefix="bench-pilot-"))  # the retrieval index, built once, shared
-    results = {pilot: measure(pilot, steps, args.reps, args.records, run_dir)
-               for pilot, steps in (("finetune", args.steps), ("finetune+rag", args.rag_steps))}
+    hog = None
+    if args.busy:
+        os.environ["BENCH_PILOT_FIT_THREADS"] = "1"
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        results = {pilot: measure(pilot, steps, args.reps, args.records, run_dir)
+                   for pilot, steps in (("finetune", args.steps), ("finetune+rag", args.rag_steps))}
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
     figures = {p: r["figures"] for p, r in results.items()}
     rag, plain = figures["finetune+rag"], figures["finetune"]
     checks = {
@@ -197,7 +220,11 @@ def main(argv=None) -> dict:
                         "over train_sft (tokenisation included) / steps, steadier than wall time on a shared machine; "
                         "tokens = non-pad tokens; "
                         "peak = sampled RSS of the run's own process during train_sft"}
-    write_result(NAME, figures={**figures, "checks": checks}, parameters=params, target=TARGETS,
+    if args.busy:
+        params["busy"] = ("another process ran `while True: pass` throughout; 'before' on torch's own threads, "
+                          "'now' on foundation.threads.fit_threads()")
+    write_result(NAME + ("-busy" if args.busy else ""), figures={**figures, "checks": checks}, parameters=params,
+                 target=TARGETS,
                  raw={p: r["raw"] for p, r in results.items()})
     print(f"\npilot — {machine_line()}")
     rows = []
