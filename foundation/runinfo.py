@@ -29,6 +29,9 @@ def quiet_libraries() -> None:
     import transformers
 
     datasets.disable_progress_bars()
+    # datasets' fingerprinting catches everything (a Ctrl-C included, which interrupt.check() raises
+    # again at the next step) and then warns that a transform "couldn't be hashed": not the user's to act on.
+    datasets.logging.set_verbosity_error()
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     for name in ("torch", "accelerate", "peft", "trl", "sentence_transformers", "faiss", "httpx", "huggingface_hub"):

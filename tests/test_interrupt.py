@@ -52,6 +52,36 @@ def test_an_interrupt_dropped_in_a_finalizer_stops_at_the_next_progress_step(tmp
     assert "after the finalizer" in r.stdout and "stopped after 3 steps" in r.stdout, (r.stdout, r.stderr)
 
 
+def test_an_interrupt_that_datasets_swallows_while_hashing_stops_without_a_warning(tmp_path):
+    """datasets' fingerprinting wraps pickling in a bare ``except:``: a Ctrl-C landing there is
+    swallowed and logged as a transform that "couldn't be hashed". The run still stops at the next
+    step, and the user sees only our one line, not datasets' warning (a full run's test hit this)."""
+    r = run_script(tmp_path, """
+        from foundation import interrupt
+        from foundation.runinfo import quiet_libraries
+
+        quiet_libraries()
+        import datasets
+
+        class Unpicklable:
+            def __reduce__(self):  # the interrupt lands while datasets pickles the map's arguments
+                os.kill(os.getpid(), signal.SIGINT)
+                sum(range(200_000))
+                raise TypeError("not reached")
+
+        with interrupt.catching():
+            try:
+                data = datasets.Dataset.from_dict({"x": [1, 2, 3]})
+                data = data.map(lambda row, tag: {"y": row["x"] * 2}, fn_kwargs={"tag": Unpicklable()})
+                print(f"mapped {len(data)} rows", flush=True)
+                interrupt.check()
+            except KeyboardInterrupt:
+                print("stopped", flush=True)
+    """)
+    assert "mapped 3 rows" in r.stdout and "stopped" in r.stdout, (r.stdout, r.stderr)  # swallowed, then caught up
+    assert "hashed" not in r.stderr and r.stderr.strip() == "", r.stderr
+
+
 def test_an_interrupt_in_string_exec_code_still_exits_130(tmp_path):
     """dataclasses and namedtuple build code with exec(string); an interrupt raised in there marks
     the process as dying of an unhandled Ctrl-C even when it is caught (exit status -2, not 130)."""
