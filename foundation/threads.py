@@ -81,7 +81,11 @@ def threads_now(device: str = "cpu") -> int:
         return pinned
     if device.startswith("cuda") or os.environ.get("OMP_NUM_THREADS") or _CEILING == 1:
         return torch.get_num_threads()  # the GPU does the work / the user chose / nothing to choose
-    return choose_threads(_CEILING, len(_allowed_cpus()), others_busy_cpus())
+    try:
+        others = others_busy_cpus()
+    except Exception:  # no CPU readings on this platform (psutil): torch's own count
+        return _CEILING
+    return choose_threads(_CEILING, len(_allowed_cpus()), others)
 
 
 def fit_threads(device: str = "cpu") -> int:
