@@ -38,11 +38,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, machine_line, median, print_table, verdict, write_result
+from common import ROOT, core_taken, machine_line, median, print_table, verdict, write_result
 
 NAME = "pilot"
 TARGETS = {"speedup_min": 1.6, "rag_peak_memory_gb_max": 4.0, "loss_rel_diff_max": 1e-4}
 TASK = ROOT / "examples" / "manual-qa" / "task.yaml"
+FIT_THREADS = "BENCH_PILOT_FIT_THREADS"  # set: the 'now' path takes the threads advise run takes (fit_threads)
 
 
 def pilot_setup(pilot: str, run_dir: Path):
@@ -93,7 +94,7 @@ def child_train(pilot: str, path: str, steps: int, run_dir: Path) -> dict:
     settings.max_steps, settings.time_budget_s = steps, None
     settings.answer_logits = path == "now"
     model, adapter = model_and_adapter(task, config)
-    if path == "now" and os.environ.get("BENCH_PILOT_FIT_THREADS"):  # --busy: as advise run does now
+    if path == "now" and os.environ.get(FIT_THREADS):  # --busy, bench_threads: as advise run does now
         from foundation.threads import fit_threads
 
         fit_threads()
@@ -137,8 +138,8 @@ def child_losses(pilot: str, n: int, run_dir: Path) -> dict:
     return {**out, "records": len(batches) - 1, "batched": "the last entry is one batch of 8 records"}
 
 
-def run_child(*args: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--_child", *args], capture_output=True, text=True)
+def run_child(*args: str, env: dict | None = None) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--_child", *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -193,17 +194,11 @@ def main(argv=None) -> dict:
         print(json.dumps(out))
         return out
     run_dir = Path(tempfile.mkdtemp(prefix="bench-pilot-"))  # the retrieval index, built once, shared
-    hog = None
     if args.busy:
-        os.environ["BENCH_PILOT_FIT_THREADS"] = "1"
-        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+        os.environ[FIT_THREADS] = "1"
+    with core_taken(args.busy):
         results = {pilot: measure(pilot, steps, args.reps, args.records, run_dir)
                    for pilot, steps in (("finetune", args.steps), ("finetune+rag", args.rag_steps))}
-    finally:
-        if hog is not None:
-            hog.kill()
-            hog.wait()
     figures = {p: r["figures"] for p, r in results.items()}
     rag, plain = figures["finetune+rag"], figures["finetune"]
     checks = {

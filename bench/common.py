@@ -7,11 +7,13 @@ figures. Results go to ``bench/results/<name>.json``.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -200,3 +202,16 @@ def synthetic_tickets(n: int, seed: int = 0):
         text = rng.choice(queues[label]) + rng.choice(extras).format(rng.randint(1000, 9999), rng.randint(2010, 2024))
         records.append(Record(input=text, output=label))
     return records
+
+
+@contextlib.contextmanager
+def core_taken(busy: bool = True):
+    """While the block runs, another process spins on one core (``while True: pass``), as a second
+    job or a neighbour on a shared machine does; nothing when ``busy`` is False."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        yield
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
